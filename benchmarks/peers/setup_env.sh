@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Creates benchmarks/peers/.venv with the peers es_opt is compared against, plus es_opt itself
+# (editable, --no-deps) so that one interpreter runs all three sides of the benchmark.
+#
+# Idempotent: re-running it reuses the venv and only installs what is missing.
+#
+#   bash benchmarks/peers/setup_env.sh            # create or update
+#   PYTHON=python3.12 bash benchmarks/peers/setup_env.sh
+#
+# Every pip call gets a constraints file pinning torch==2.13.0: any other torch request would
+# pull the CUDA build and gigabytes of NVIDIA packages.
+#
+# Workarounds (see README.md beside this file):
+# - pytorch-optimize 0.0.1 pins ancient versions of its dependencies (and pulls gym); it is
+#   installed with --no-deps. At import time it needs only torch, numpy and tqdm; its
+#   bundled reinforcement-learning helpers import `gym`, which we do not use: our side passes
+#   its own gymnasium rollout as the reward function, so gym (0.26 crashes on NumPy 2 in its
+#   env checker) is not installed at all.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$here/.venv"
+python="${PYTHON:-python3}"
+
+constraints="$here/constraints.txt"
+if [[ ! -f "$constraints" ]]; then
+    echo "missing $constraints" >&2
+    exit 1
+fi
+
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "creating $venv with $($python -V 2>&1)"
+    "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+
+# torch first, alone, so that nothing after it can pick another build.
+"${pip[@]}" install -q -c "$constraints" "torch==2.13.0"
+
+# The peers and the task dependencies.
+"${pip[@]}" install -q -c "$constraints" \
+    "evotorch==0.6.1" \
+    "gymnasium>=1.0" \
+    "scikit-learn>=1.3" \
+    "matplotlib>=3.6" \
+    "tqdm>=4.60" \
+    "multiprocess>=0.70.15"
+
+# The ancestor, without its pinned (and NumPy-2-incompatible) dependency set.
+"${pip[@]}" install -q -c "$constraints" --no-deps "pytorch-optimize==0.0.1"
+
+# es_opt itself, editable, from this checkout.
+"${pip[@]}" install -q -c "$constraints" --no-deps -e "$root"
+
+"$venv/bin/python" - <<'EOF'
+import importlib.metadata as md
+
+for name in ["torch", "evotorch", "pytorch-optimize", "gymnasium", "scikit-learn", "numpy", "es_opt"]:
+    try:
+        print(f"{name:18s} {md.version(name)}")
+    except md.PackageNotFoundError:
+        print(f"{name:18s} MISSING")
+EOF

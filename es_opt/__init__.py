@@ -1,0 +1,32 @@
+"""es_opt: evolution strategies for PyTorch models on objectives that have no gradient.
+
+Example:
+    >>> import torch, es_opt
+    >>> net = torch.nn.Linear(4, 1)
+    >>> es = es_opt.ESOptimizer(es_opt.Model(net), objective_fn=lambda m, s: 0.0, n_samples=4)
+"""
+
+from .errors import EvaluationError, MissingExtraError
+from .evaluators import Evaluation, Evaluator, SerialEvaluator
+from .model import Model, SamplingStrategy
+from .objective import Objective, Samples
+from .optimizer import ESOptimizer
+from .population import Population
+from .result import StepResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ESOptimizer",
+    "Evaluation",
+    "EvaluationError",
+    "Evaluator",
+    "MissingExtraError",
+    "Model",
+    "Objective",
+    "Population",
+    "SamplingStrategy",
+    "Samples",
+    "SerialEvaluator",
+    "StepResult",
+]

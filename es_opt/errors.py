@@ -1,0 +1,68 @@
+"""Exceptions raised by es_opt."""
+
+from __future__ import annotations
+
+__all__ = ["EvaluationError", "MissingExtraError"]
+
+
+class EvaluationError(RuntimeError):
+    """An objective failed (raised, hung, or returned something unusable) while evaluating one
+    perturbation.
+
+    The step that raised it changed nothing: parameters, their ``.grad`` and the inner optimizer's
+    state are exactly as they were before the call, and the next step can run.
+
+    Attributes:
+        index: the evaluation index within the generation (pair ``index // 2``; even indices are
+            the ``+σε`` member, odd the ``−σε`` member), or ``None`` when not tied to one.
+        worker_traceback: the traceback text of the failure, formatted where it happened (in a
+            worker process or Ray actor for the parallel backends).
+
+    Example:
+        >>> err = EvaluationError("objective raised ValueError", index=3, worker_traceback="...")
+        >>> err.index
+        3
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, worker_traceback: str = ""):
+        detail = message
+        if worker_traceback:
+            detail = f"{message}\n\n--- traceback of the failed evaluation ---\n{worker_traceback}"
+        super().__init__(detail)
+        self.index = index
+        self.worker_traceback = worker_traceback
+
+    def __reduce__(self):  # keep the keyword arguments across pickling (worker -> main process)
+        return (_rebuild_evaluation_error, (self.args[0], self.index, self.worker_traceback))
+
+
+def _rebuild_evaluation_error(detail: str, index: int | None, worker_traceback: str):
+    err = EvaluationError.__new__(EvaluationError)
+    RuntimeError.__init__(err, detail)
+    err.index = index
+    err.worker_traceback = worker_traceback
+    return err
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message says which extra to install.
+
+    Example:
+        >>> raise MissingExtraError("gymnasium", "rl")  # doctest: +SKIP
+        MissingExtraError: gymnasium is needed for this feature: pip install "es_opt[rl]"
+    """
+
+    def __init__(self, package: str, extra: str, feature: str = "this feature"):
+        super().__init__(f'{package} is needed for {feature}: pip install "es_opt[{extra}]"')
+        self.package = package
+        self.extra = extra
+
+
+def require(module: str, extra: str, feature: str = "this feature"):
+    """Imports ``module`` or raises :class:`MissingExtraError` naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(module.split(".")[0], extra, feature) from exc

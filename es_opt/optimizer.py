@@ -1,0 +1,444 @@
+"""``ESOptimizer``: one evolution-strategies step, ask → evaluate → tell.
+
+A step perturbs the selected parameters θ with ``n_samples / 2`` antithetic pairs θ ± σε_j,
+evaluates the objective on each, shapes the fitness per objective (centered ranks by default) and
+weights the objectives, estimates ``g = 1/(nσ) Σ_j (s⁺_j − s⁻_j) ε_j`` and hands ``−g`` to a torch
+optimizer as the gradient (the objective is maximised). References: Salimans et al. 2017,
+"Evolution Strategies as a Scalable Alternative to Reinforcement Learning"; Wierstra et al. 2014,
+"Natural Evolution Strategies".
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import shaping as shaping_lib
+from .estimator import estimate_gradient
+from .evaluators import Evaluator, make_evaluator
+from .model import Model, SamplingStrategy
+from .objective import Objective
+from .population import Population
+from .result import StepResult
+
+__all__ = ["ESOptimizer", "DEFAULT_LR"]
+
+DEFAULT_LR = 1e-2
+"""Learning rate of the default inner optimizer (RangerLite), as OpenAI's ES used Adam at 0.01."""
+
+
+class ESOptimizer:
+    """Evolution-strategies optimizer for a :class:`~es_opt.Model` and an
+    :class:`~es_opt.Objective` (maximised).
+
+    Args:
+        model: the :class:`Model` (a bare ``nn.Module`` is wrapped with ``SamplingStrategy.ALL``).
+        optimizer: the inner torch optimizer over the model's trainable parameters; defaults to
+            :class:`es_opt.optim.RangerLite` with ``lr=0.01``. ``sgd_optimizer`` is accepted as
+            the ancestor's name for it.
+        objective_fn: an :class:`Objective` or any callable ``(model, samples) -> score(s)``.
+        obj_weights: one weight per objective (default ``[1.0]``); a negative weight minimises.
+        sigma: standard deviation of the perturbations (> 0).
+        n_samples: evaluations per step, an even integer ≥ 2 (``n_samples / 2`` pairs).
+        devices: the ancestor's list of devices; parallel workers are pinned to them round-robin.
+        n_workers: worker processes (``multiprocess``) or actors (``ray``).
+        seed: every random draw of the run derives from it (and the generation, and the index).
+        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"``, or a function
+            ``Tensor[n] -> Tensor[n]``.
+        backend: ``"serial"`` (default), ``"multiprocess"``, ``"ray"`` or an
+            :class:`~es_opt.evaluators.Evaluator`.
+        **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
+            ``eval_timeout``, ``worker_threads``).
+
+    Example:
+        >>> net = nn.Linear(3, 1)
+        >>> class Closeness(Objective):
+        ...     def __call__(self, model, samples):
+        ...         return -float((model.net.weight - 1.0).square().sum())
+        >>> es = ESOptimizer(model=Model(net), objective_fn=Closeness(), sigma=0.1,
+        ...                  n_samples=20, seed=0,
+        ...                  optimizer=torch.optim.SGD(net.parameters(), lr=0.05))
+        >>> before = Closeness()(Model(net), None)
+        >>> for _ in range(50):
+        ...     result = es.gradient_step()
+        >>> Closeness()(Model(net), None) > before
+        True
+    """
+
+    def __init__(
+        self,
+        model: Model | nn.Module,
+        optimizer: torch.optim.Optimizer | None = None,
+        objective_fn: Objective | Callable[..., Any] | None = None,
+        obj_weights: Sequence[float] = (1.0,),
+        sigma: float = 0.1,
+        n_samples: int = 100,
+        devices: Sequence[str | torch.device] | None = None,
+        n_workers: int | None = None,
+        *,
+        seed: int = 0,
+        sgd_optimizer: torch.optim.Optimizer | None = None,
+        shaping: str | Callable[[torch.Tensor], torch.Tensor] = "centered_ranks",
+        backend: str | Evaluator = "serial",
+        **backend_options: Any,
+    ):
+        if isinstance(model, nn.Module):
+            model = Model(model)
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be an es_opt.Model or an nn.Module, got {type(model)}")
+        if optimizer is not None and sgd_optimizer is not None:
+            raise ValueError("pass the inner optimizer as optimizer= or sgd_optimizer=, not both")
+        optimizer = optimizer if optimizer is not None else sgd_optimizer
+        if objective_fn is None or not callable(objective_fn):
+            raise TypeError(
+                "objective_fn must be an es_opt.Objective or a callable (model, samples) -> "
+                f"score, got {type(objective_fn).__name__}"
+            )
+        self._sigma = _check_sigma(sigma)
+        self.n_samples = _check_n_samples(n_samples)
+        self.obj_weights = _check_weights(obj_weights)
+        self.seed = _check_seed(seed)
+        self.shaping_name, self._shape = _check_shaping(shaping)
+        _check_parameters(model)
+        if optimizer is None:
+            optimizer = _default_optimizer(model.parameters())
+        _check_optimizer_holds(optimizer, model)
+        self.model = model
+        self.optimizer = optimizer
+        self.objective_fn = objective_fn
+        self.generation = 0
+        self.n_objectives: int | None = None
+        self._pending: Population | None = None
+        self._evaluator: Evaluator | None = None
+        self._backend = backend
+        self._backend_options = dict(backend_options, n_workers=n_workers, devices=devices)
+        self._closed = False
+        make_evaluator_check = backend if isinstance(backend, Evaluator) else str(backend)
+        if not isinstance(make_evaluator_check, Evaluator) and backend not in (
+            "serial",
+            "multiprocess",
+            "ray",
+        ):
+            make_evaluator(backend)  # raises the ValueError listing the choices
+
+    # -- configuration -----------------------------------------------------------------------
+    @property
+    def sigma(self) -> float:
+        return self._sigma
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        self._sigma = _check_sigma(value)
+
+    @property
+    def sgd_optimizer(self) -> torch.optim.Optimizer:
+        """The ancestor's name for :attr:`optimizer`."""
+        return self.optimizer
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """The evaluation engine, started on first use."""
+        if self._closed:
+            raise RuntimeError("this ESOptimizer is closed; create a new one to continue")
+        if self._evaluator is None:
+            evaluator = make_evaluator(self._backend, **self._backend_options)
+            evaluator.bind(self.model, self.objective_fn)
+            self._evaluator = evaluator
+        return self._evaluator
+
+    # -- the step ----------------------------------------------------------------------------
+    def ask(self) -> Population:
+        """The generation's population: ``n_samples`` perturbed parameter sets, rebuilt from seeds
+        (``population.parameters(i)``, ``population.loaded(net, i)``). Evaluate them anywhere, then
+        call :meth:`tell` with the fitness.
+
+        Example:
+            >>> es = ESOptimizer(nn.Linear(2, 1), objective_fn=lambda m, s: 0.0, n_samples=4)
+            >>> pop = es.ask()
+            >>> len(pop), pop.generation
+            (4, 0)
+        """
+        names = self.model.selected_names(self.generation, self.seed)
+        params = self.model.named_trainable_parameters()
+        chosen = [params[n] for n in names]
+        center = torch.cat([p.detach().reshape(-1) for p in chosen]).clone()
+        self._pending = Population(
+            generation=self.generation,
+            seed=self.seed,
+            sigma=self.sigma,
+            n_evals=self.n_samples,
+            names=names,
+            shapes=tuple(p.shape for p in chosen),
+            center=center,
+        )
+        self._ask_time = time.perf_counter()
+        return self._pending
+
+    def tell(self, fitness: Any, stats: Sequence[Any] | None = None) -> StepResult:
+        """Completes the step asked for by :meth:`ask` with the population's fitness
+        (``[n_samples, n_objectives]``, or ``[n_samples]`` for one objective), in evaluation order.
+
+        Nothing changes if the fitness is invalid: the error names the offending evaluation.
+        """
+        population = self._pending
+        if population is None:
+            raise RuntimeError("tell() needs a population: call ask() first")
+        fitness = self._check_fitness(fitness, population)
+        eval_time = time.perf_counter() - self._ask_time
+        return self._finish(population, fitness, stats, eval_time)
+
+    def gradient_step(self, samples: Any = None) -> StepResult:
+        """One ES step: ask, evaluate the population with the backend, tell.
+
+        If the objective fails, raises (``EvaluationError``, ``ValueError`` or ``TypeError``) and
+        leaves the parameters, their ``.grad`` and the optimizer state exactly as they were.
+        """
+        start = time.perf_counter()
+        evaluator = self.evaluator
+        population = self.ask()
+        try:
+            evaluation = evaluator.evaluate(population, samples)
+            fitness = self._check_fitness(evaluation.fitness, population)
+        except BaseException:
+            self._pending = None
+            raise
+        eval_time = time.perf_counter() - start
+        return self._finish(population, fitness, evaluation.stats, eval_time, start)
+
+    def _check_fitness(self, fitness: Any, population: Population) -> torch.Tensor:
+        fitness = torch.as_tensor(fitness).detach().to("cpu", torch.float64)
+        if fitness.dim() == 1:
+            fitness = fitness.unsqueeze(1)
+        if fitness.dim() != 2 or fitness.shape[0] != population.n_evals:
+            raise ValueError(
+                f"fitness must have shape [{population.n_evals}, n_objectives], "
+                f"got {tuple(fitness.shape)}"
+            )
+        bad = (~torch.isfinite(fitness)).any(dim=1).nonzero()
+        if bad.numel():
+            index = int(bad[0])
+            raise ValueError(
+                f"fitness of evaluation {index} is not finite: {fitness[index].tolist()}"
+            )
+        n_objectives = fitness.shape[1]
+        if n_objectives != len(self.obj_weights):
+            raise ValueError(
+                f"obj_weights has {len(self.obj_weights)} weight(s) {list(self.obj_weights)} but "
+                f"the objective returns {n_objectives} value(s) per evaluation"
+            )
+        return fitness
+
+    def _finish(
+        self,
+        population: Population,
+        fitness: torch.Tensor,
+        stats: Sequence[Any] | None,
+        eval_time: float,
+        start: float | None = None,
+    ) -> StepResult:
+        start = self._ask_time if start is None else start
+        scores = shaping_lib.weighted_scores(fitness, self.obj_weights, self._shape)
+        center = population.center
+        gradient = estimate_gradient(
+            scores,
+            population.perturbations,
+            sigma=population.sigma,
+            dim=population.dim,
+            dtype=center.dtype,
+            device=center.device,
+        )
+        params = self.model.named_trainable_parameters()
+        selected = dict(
+            zip(population.names, population.unflatten(-gradient).values(), strict=True)
+        )
+        for name, param in params.items():
+            param.grad = selected[name].clone() if name in selected else None
+        self.optimizer.step()
+        if stats is not None and hasattr(self.objective_fn, "merge_stats"):
+            self.objective_fn.merge_stats(list(stats))
+        self.n_objectives = fitness.shape[1]
+        self.generation += 1
+        self._pending = None
+        layer_ids = self.model.selected_layers(population.generation, self.seed)
+        return StepResult(
+            generation=population.generation,
+            n_evals=population.n_evals,
+            fitness_mean=tuple(fitness.mean(0).tolist()),
+            fitness_max=tuple(fitness.max(0).values.tolist()),
+            fitness_min=tuple(fitness.min(0).values.tolist()),
+            grad_norm=float(gradient.norm()),
+            eval_time=eval_time,
+            step_time=time.perf_counter() - start,
+            layers=tuple(self.model.layers[i].name for i in layer_ids),
+            fitness=fitness,
+        )
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that shapes future steps (generation, seed, σ, weights, shaping, strategy,
+        the inner optimizer's and the objective's state). Loads with
+        ``torch.load(weights_only=True)``. The net's weights are saved separately
+        (``net.state_dict()``), or together by :func:`es_opt.checkpoint.save_checkpoint`."""
+        objective_state = (
+            self.objective_fn.state_dict() if hasattr(self.objective_fn, "state_dict") else {}
+        )
+        return {
+            "generation": self.generation,
+            "seed": self.seed,
+            "sigma": self.sigma,
+            "n_samples": self.n_samples,
+            "obj_weights": list(self.obj_weights),
+            "shaping": self.shaping_name,
+            "strategy": self.model.strategy.value,
+            "n_objectives": self.n_objectives,
+            "optimizer": self.optimizer.state_dict(),
+            "objective": objective_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict`; the next step continues the saved run bit for bit."""
+        missing = {"generation", "seed", "sigma", "n_samples", "optimizer"} - set(state)
+        if missing:
+            raise KeyError(f"ESOptimizer state_dict lacks {sorted(missing)}")
+        sigma = _check_sigma(state["sigma"])
+        n_samples = _check_n_samples(state["n_samples"])
+        weights = _check_weights(state.get("obj_weights", self.obj_weights))
+        shaping_name, shape = _check_shaping(state.get("shaping", self.shaping_name))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
+            self.objective_fn.load_state_dict(state["objective"])
+        self.generation = int(state["generation"])
+        self.seed = _check_seed(state["seed"])
+        self._sigma, self.n_samples, self.obj_weights = sigma, n_samples, weights
+        self.shaping_name, self._shape = shaping_name, shape
+        if "strategy" in state:
+            self.model.strategy = SamplingStrategy(state["strategy"])
+        self.n_objectives = state.get("n_objectives")
+        self._pending = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Shuts the backend's workers down; harmless to call twice."""
+        evaluator, self._evaluator = self._evaluator, None
+        self._closed = True
+        if evaluator is not None:
+            evaluator.close()
+
+    def __enter__(self) -> ESOptimizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if self._evaluator is not None:
+                self._evaluator.close()
+        except Exception:  # interpreter shutdown: nothing sensible left to do
+            pass
+
+    def __repr__(self) -> str:
+        return (
+            f"ESOptimizer(sigma={self.sigma}, n_samples={self.n_samples}, "
+            f"obj_weights={list(self.obj_weights)}, shaping={self.shaping_name!r}, "
+            f"seed={self.seed}, generation={self.generation}, "
+            f"optimizer={type(self.optimizer).__name__}, model={self.model!r})"
+        )
+
+
+# -- validation (each raises before anything is built) ----------------------------------------
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_sigma(sigma: Any) -> float:
+    if not _is_real(sigma):
+        raise TypeError(f"sigma must be a positive float, got {type(sigma).__name__} {sigma!r}")
+    if not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
+    return float(sigma)
+
+
+def _check_n_samples(n_samples: Any) -> int:
+    if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool):
+        raise TypeError(
+            f"n_samples must be an even int >= 2, got {type(n_samples).__name__} {n_samples!r}"
+        )
+    if n_samples < 2 or n_samples % 2:
+        raise ValueError(
+            f"n_samples must be an even int >= 2 (n_samples / 2 antithetic pairs), got {n_samples}"
+        )
+    return int(n_samples)
+
+
+def _check_seed(seed: Any) -> int:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
+
+
+def _check_weights(weights: Any) -> tuple[float, ...]:
+    if isinstance(weights, torch.Tensor):
+        weights = weights.tolist()
+    if _is_real(weights):
+        weights = [weights]
+    try:
+        values = tuple(float(w) for w in weights if _is_real(w) or _raise_weight(w))
+    except TypeError:
+        raise TypeError(f"obj_weights must be a sequence of floats, got {weights!r}") from None
+    if not values:
+        raise ValueError("obj_weights must hold at least one weight, got an empty sequence")
+    if not all(math.isfinite(w) for w in values):
+        raise ValueError(f"obj_weights must be finite, got {list(values)}")
+    if all(w == 0 for w in values):
+        raise ValueError(f"obj_weights are all zero ({list(values)}): nothing would be optimised")
+    return values
+
+
+def _raise_weight(w: Any) -> bool:
+    raise TypeError(f"weight {w!r}")
+
+
+def _check_shaping(shaping: Any) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
+    if callable(shaping):
+        return getattr(shaping, "__name__", "custom"), shaping
+    if shaping not in shaping_lib.SHAPINGS:
+        choices = ", ".join(repr(s) for s in shaping_lib.SHAPINGS)
+        raise ValueError(f"shaping must be one of {choices} or a function, got {shaping!r}")
+    return shaping, shaping_lib.SHAPINGS[shaping]
+
+
+def _check_parameters(model: Model) -> None:
+    params = model.named_trainable_parameters()
+    kinds = {(p.dtype, p.device) for p in params.values()}
+    if len(kinds) > 1:
+        raise ValueError(
+            "all trainable parameters must share one dtype and device, got "
+            f"{sorted(str(k) for k in kinds)}"
+        )
+
+
+def _check_optimizer_holds(optimizer: Any, model: Model) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
+    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    for name, param in model.named_trainable_parameters().items():
+        if id(param) not in held:
+            raise ValueError(
+                f"the optimizer does not hold the model's parameter {name!r}: build it over "
+                "model.parameters() (or net.parameters())"
+            )
+
+
+def _default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    try:
+        from .optim import RangerLite
+    except ImportError:
+        return torch.optim.RAdam(params, lr=DEFAULT_LR, decoupled_weight_decay=True)
+    return RangerLite(params, lr=DEFAULT_LR)

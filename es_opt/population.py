@@ -1,0 +1,152 @@
+"""``Population``: one generation's perturbed parameter sets, described by seeds.
+
+It is what :meth:`ESOptimizer.ask` returns and what every evaluator receives. It holds the center
+θ (the selected parameters, flattened), σ and the seeds, and rebuilds any member on demand:
+evaluation ``i`` belongs to pair ``j = i // 2`` and is ``θ + σε_j`` for even ``i`` and
+``θ − σε_j`` for odd ``i``. Pickling it sends the center and a few integers, never the
+perturbations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import noise
+
+__all__ = ["Population", "perturb"]
+
+
+def perturb(center: torch.Tensor, eps: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+    """``center + eps * scale``, the one formula every backend uses.
+
+    Two separate element-wise operations (no fused multiply-add), so a batched call with ``eps`` of
+    shape ``[B, d]`` gives each row bit-identical to the single call.
+    """
+    return center + eps * scale
+
+
+@dataclass(frozen=True)
+class Population:
+    """A generation's ``n_evals`` perturbed parameter sets (antithetic pairs), rebuilt from seeds.
+
+    Example:
+        >>> pop = Population(generation=0, seed=1, sigma=0.1, n_evals=4, names=("w",),
+        ...                  shapes=(torch.Size([3]),), center=torch.zeros(3))
+        >>> torch.equal(pop.parameters(0), -pop.parameters(1))
+        True
+        >>> pop.unflatten(pop.parameters(2))["w"].shape
+        torch.Size([3])
+    """
+
+    generation: int
+    seed: int
+    sigma: float
+    n_evals: int
+    names: tuple[str, ...]
+    shapes: tuple[torch.Size, ...]
+    center: torch.Tensor
+
+    @property
+    def n_pairs(self) -> int:
+        return self.n_evals // 2
+
+    @property
+    def dim(self) -> int:
+        return self.center.numel()
+
+    def __len__(self) -> int:
+        return self.n_evals
+
+    def sign(self, index: int) -> float:
+        """+1.0 for the first member of a pair (even index), −1.0 for the second."""
+        return 1.0 if index % 2 == 0 else -1.0
+
+    def perturbation(self, pair: int) -> torch.Tensor:
+        """ε of one pair, on the center's device and dtype."""
+        eps = noise.perturbation(
+            self.seed, self.generation, pair, self.dim, dtype=self.center.dtype
+        )
+        return eps.to(self.center.device)
+
+    def perturbations(self, pairs: Iterable[int]) -> torch.Tensor:
+        """ε of several pairs as a ``[len(pairs), dim]`` matrix."""
+        eps = noise.perturbations(
+            self.seed, self.generation, pairs, self.dim, dtype=self.center.dtype
+        )
+        return eps.to(self.center.device)
+
+    def parameters(self, index: int) -> torch.Tensor:
+        """The flat parameter vector of evaluation ``index``."""
+        return self.stacked_parameters([index])[0]
+
+    def stacked_parameters(self, indices: Sequence[int]) -> torch.Tensor:
+        """``[len(indices), dim]`` flat parameter vectors; row ``r`` equals
+        ``parameters(indices[r])`` bit for bit."""
+        for index in indices:
+            self._check_index(index)
+        pairs = [index // 2 for index in indices]
+        eps = noise.perturbations(
+            self.seed, self.generation, pairs, self.dim, dtype=self.center.dtype
+        )
+        scale = torch.tensor(
+            [self.sign(i) * self.sigma for i in indices], dtype=self.center.dtype
+        ).unsqueeze(1)
+        return perturb(self.center, eps.to(self.center.device), scale.to(self.center.device))
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Splits a flat vector (or a ``[B, dim]`` batch) into named tensors of the parameters'
+        shapes (views, no copy)."""
+        batch = flat.shape[:-1]
+        out, offset = {}, 0
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            size = shape.numel()
+            out[name] = flat[..., offset : offset + size].reshape(*batch, *shape)
+            offset += size
+        return out
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return (self.parameters(i) for i in range(self.n_evals))
+
+    @contextmanager
+    def loaded(self, net: nn.Module, index: int):
+        """Loads evaluation ``index`` into ``net`` for the duration of the block, then puts the
+        center back (also when the block raises).
+
+        Example:
+            >>> net = nn.Linear(2, 1)
+            >>> pop = Population(0, 0, 0.5, 2, ("weight",), (torch.Size([1, 2]),),
+            ...                  net.weight.detach().reshape(-1).clone())
+            >>> with pop.loaded(net, 0):
+            ...     moved = not torch.equal(net.weight.reshape(-1), pop.center)
+            >>> moved, torch.equal(net.weight.reshape(-1), pop.center)
+            (True, True)
+        """
+        targets = self._targets(net)
+        try:
+            self._copy(targets, self.parameters(index))
+            yield net
+        finally:
+            self._copy(targets, self.center)
+
+    def _targets(self, net: nn.Module) -> list[torch.Tensor]:
+        params = dict(net.named_parameters())
+        missing = [n for n in self.names if n not in params]
+        if missing:
+            raise ValueError(f"the net has no parameter named {missing[0]!r}")
+        return [params[n] for n in self.names]
+
+    def _copy(self, targets: list[torch.Tensor], flat: torch.Tensor) -> None:
+        with torch.no_grad():
+            for target, value in zip(targets, self.unflatten(flat).values(), strict=True):
+                target.copy_(value)
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < self.n_evals:
+            raise IndexError(
+                f"evaluation index {index} out of range for {self.n_evals} evaluations"
+            )

@@ -1,0 +1,63 @@
+"""``StepResult``: what one ES step reports (for progress bars, loggers and callbacks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = ["StepResult"]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One generation's summary.
+
+    Attributes:
+        generation: the generation this step completed (0 for the first step).
+        n_evals: evaluations run (``n_samples``).
+        fitness_mean, fitness_max, fitness_min: raw fitness per objective over the population.
+        grad_norm: Euclidean norm of the gradient estimate handed to the inner optimizer.
+        eval_time: seconds spent evaluating the population.
+        step_time: seconds for the whole step (evaluation, shaping, estimate, optimizer step).
+        layers: names of the layers perturbed this step.
+        fitness: the raw ``[n_evals, n_objectives]`` fitness matrix (float64, CPU).
+
+    Example:
+        >>> r = StepResult(0, 2, (1.0,), (2.0,), (0.0,), 0.5, 0.01, 0.02, ("0",))
+        >>> r.evals_per_second
+        200.0
+    """
+
+    generation: int
+    n_evals: int
+    fitness_mean: tuple[float, ...]
+    fitness_max: tuple[float, ...]
+    fitness_min: tuple[float, ...]
+    grad_norm: float
+    eval_time: float
+    step_time: float
+    layers: tuple[str, ...]
+    fitness: torch.Tensor | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def evals_per_second(self) -> float:
+        return self.n_evals / self.eval_time if self.eval_time > 0 else float("inf")
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """A flat dict (one column per objective) for CSV/TensorBoard loggers."""
+        row: dict[str, float | int | str] = {"generation": self.generation, "n_evals": self.n_evals}
+        for k, (mean, high, low) in enumerate(
+            zip(self.fitness_mean, self.fitness_max, self.fitness_min, strict=True)
+        ):
+            row[f"fitness_mean_{k}"] = mean
+            row[f"fitness_max_{k}"] = high
+            row[f"fitness_min_{k}"] = low
+        row.update(
+            grad_norm=self.grad_norm,
+            eval_time=self.eval_time,
+            step_time=self.step_time,
+            evals_per_second=self.evals_per_second,
+            layers="|".join(self.layers),
+        )
+        return row
