@@ -125,7 +125,7 @@ class GreedyEvaluator:
         rewards of exactly 1 per step (CartPole), stops once the mean cannot reach it; the
         evaluation is then incomplete and its mean a lower bound."""
         n = len(self.envs)
-        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, EVAL_SEEDS)])
+        obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, EVAL_SEEDS, strict=True)])
         obs = obs.astype(np.float32)
         returns = np.zeros(n)
         active = np.ones(n, dtype=bool)

@@ -1,0 +1,400 @@
+"""Side-by-side benchmark of es_opt against EvoTorch and pytorch-optimize on three tasks.
+
+    bash benchmarks/peers/setup_env.sh                      # once: the peers' own venv
+    benchmarks/peers/.venv/bin/python benchmarks/peers/run.py            # full suite
+    benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --quick    # one seed, short caps
+    benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --sides evotorch --tasks digits
+
+Every run is a fresh subprocess (``benchmarks.peers.worker``) with a timeout, so a crash, a
+failed import or a hang of one side is reported with its error text and the suite goes on.
+Runs are ordered seed by seed (every task and side for seed 0, then seed 1, ...), one at a
+time, so each side meets the same machine load. With ``--max-minutes`` a run that could not
+finish in time is skipped and reported as such, which drops whole late seeds rather than one
+side's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.peers import tasks  # noqa: E402
+from benchmarks.peers.worker import SIDE_MODULES  # noqa: E402
+
+SIDES = ("es_opt", "evotorch", "pytorch-optimize")
+PEERS = ("evotorch", "pytorch-optimize")
+START_OVERHEAD_S = 6.0  # interpreter, torch and the side's imports, measured on 2 cores
+TIMEOUT_GRACE_S = 60.0  # a generation that started before the deadline may finish
+# Typical CartPole solve times on 2 cores (for the up-front estimate only).
+TYPICAL_CARTPOLE_S = {"es_opt": 10.0, "evotorch": 20.0, "pytorch-optimize": 20.0}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    side: str
+    task: str
+    seed: int
+    budget_s: float
+
+
+def plan(sides, task_names, n_seeds: int, quick: bool) -> list[RunSpec]:
+    runs = []
+    for seed in range(n_seeds):
+        for task in task_names:
+            cap = tasks.BUDGETS[task].quick_budget_s if quick else tasks.BUDGETS[task].budget_s
+            for side in sides:
+                runs.append(RunSpec(side, task, seed, cap))
+    return runs
+
+
+def estimate_s(runs: list[RunSpec]) -> tuple[float, float]:
+    """(typical, worst case) seconds for the plan."""
+    typical = worst = 0.0
+    for r in runs:
+        worst += r.budget_s + START_OVERHEAD_S
+        if r.task == tasks.CARTPOLE:
+            typical += min(r.budget_s, TYPICAL_CARTPOLE_S.get(r.side, r.budget_s))
+        else:
+            typical += r.budget_s
+        typical += START_OVERHEAD_S
+    return typical, worst
+
+
+def execute(run: RunSpec, python: str) -> dict[str, Any]:
+    """One run in a fresh subprocess; always returns a dict (with ``error`` on failure)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            python, "-m", "benchmarks.peers.worker", run.side, run.task,
+            "--seed", str(run.seed), "--budget", str(run.budget_s), "--out", str(out),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                timeout=run.budget_s + TIMEOUT_GRACE_S + START_OVERHEAD_S,
+            )
+        except subprocess.TimeoutExpired as exc:
+            tail = (exc.stderr or b"")[-1500:]
+            tail = tail.decode(errors="replace") if isinstance(tail, bytes) else tail
+            return {"error": f"timed out after {exc.timeout:.0f} s\n{tail}", "phase": "timeout"}
+        wall = time.perf_counter() - start
+        if out.exists():
+            result = json.loads(out.read_text())
+        else:
+            result = {
+                "error": f"exit status {proc.returncode}, no result\n{proc.stderr[-2000:]}",
+                "phase": "crash",
+            }
+        result["process_wall_s"] = round(wall, 2)
+        return result
+
+
+# ---------------------------------------------------------------- summaries and tables ------
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if x == float("inf"):
+        return "∞"
+    return f"{x:,.{digits}f}"
+
+
+def _stats(values: list[float]) -> tuple[float, float, float] | None:
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def _cell(values: list[float], digits: int = 1, *, cap: float | None = None) -> str:
+    """Median [min – max]; values of +inf (not reached) shown as ">cap"."""
+    st = _stats(values)
+    if st is None:
+        return "–"
+
+    def show(v: float) -> str:
+        if v == float("inf"):
+            return f">{cap:.0f}" if cap is not None else "not reached"
+        return _fmt(v, digits)
+
+    med, lo, hi = st
+    return f"{show(med)} [{show(lo)} – {show(hi)}]"
+
+
+def _ratio(ours: list[float], theirs: list[float], digits: int = 2) -> str:
+    a, b = _stats(ours), _stats(theirs)
+    if a is None or b is None:
+        return "–"
+    if b[0] in (0, float("inf")) or a[0] == float("inf"):
+        return "n/a (not reached)"
+    return f"{a[0] / b[0]:.{digits}f}"
+
+
+def metrics(task: str, results: list[dict]) -> dict[str, list[float]]:
+    """Per-metric value lists over the successful runs of one side."""
+    ok = [r for r in results if "error" not in r and "skipped" not in r]
+    if task == tasks.CARTPOLE:
+        solved = [r for r in ok if r["solved"]]
+        return {
+            "time_s": [r["time_s"] if r["solved"] else float("inf") for r in ok],
+            "steps": [float(r["steps"]) for r in solved],
+            "episodes": [float(r["episodes"]) for r in solved],
+            "solved": [float(r["solved"]) for r in ok],
+        }
+    if task == tasks.DIGITS:
+        return {
+            "final_test_acc": [100 * r["final_test_acc"] for r in ok],
+            "time_to_96_s": [
+                float("inf") if r["time_to_96_s"] is None else r["time_to_96_s"] for r in ok
+            ],
+        }
+    return {"best_return": [r["best_return"] for r in ok]}
+
+
+def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
+    sides = list(by_side)
+    cap = max((r.get("budget_s", 0) for rs in by_side.values() for r in rs), default=None)
+    m = {side: metrics(task, by_side[side]) for side in sides}
+    lines = []
+    if task == tasks.CARTPOLE:
+        lines.append(f"### CartPole-v1 to a greedy mean ≥ {tasks.CARTPOLE_THRESHOLD:.0f} "
+                     f"over {tasks.N_EVAL_EPISODES} unseen episodes (cap {cap:.0f} s)")
+        lines += ["", "| side | solved | wall time to solve (s) | env steps | episodes |",
+                  "|---|---|---|---|---|"]
+        for s in sides:
+            n_ok = len(m[s]["solved"])
+            lines.append(
+                f"| {s} | {int(sum(m[s]['solved']))}/{n_ok} | {_cell(m[s]['time_s'], cap=cap)} "
+                f"| {_cell(m[s]['steps'], 0)} | {_cell(m[s]['episodes'], 0)} |"
+            )
+        ratio_keys = [("time_s", "time"), ("steps", "steps"), ("episodes", "episodes")]
+    elif task == tasks.DIGITS:
+        lines.append(f"### Digits, raw accuracy: test accuracy after {cap:.0f} s and time to "
+                     f"{100 * tasks.DIGITS_TARGET:.0f} %")
+        lines += ["", "| side | test accuracy at the deadline (%) | time to 96 % (s) |",
+                  "|---|---|---|"]
+        for s in sides:
+            lines.append(f"| {s} | {_cell(m[s]['final_test_acc'])} "
+                         f"| {_cell(m[s]['time_to_96_s'], cap=cap)} |")
+        ratio_keys = [("final_test_acc", "accuracy"), ("time_to_96_s", "time to 96 %")]
+    else:
+        lines.append(f"### Pendulum-v1: best greedy mean return over {tasks.N_EVAL_EPISODES} "
+                     f"unseen episodes within {cap:.0f} s")
+        lines += ["", "| side | best mean return |", "|---|---|"]
+        for s in sides:
+            lines.append(f"| {s} | {_cell(m[s]['best_return'])} |")
+        ratio_keys = [("best_return", "best return")]
+    lines.append("")
+    lines.append("Cells: median [min – max] over seeds.")
+    if "es_opt" in m and any(p in m for p in PEERS):
+        lines += ["", "| ratio es_opt / peer (medians) | " + " | ".join(k[1] for k in ratio_keys)
+                  + " |", "|---|" + "---|" * len(ratio_keys)]
+        for p in PEERS:
+            if p in m:
+                row = [_ratio(m["es_opt"][k], m[p][k]) for k, _ in ratio_keys]
+                lines.append(f"| es_opt / {p} | " + " | ".join(row) + " |")
+        if task == tasks.PENDULUM:
+            lines.append("")
+            lines.append("Returns are negative: a ratio below 1 means es_opt is better.")
+    failures = [(s, r) for s in sides for r in by_side[s] if "error" in r or "skipped" in r]
+    if failures:
+        lines += ["", "Failed or skipped runs:", ""]
+        for s, r in failures:
+            what = r.get("skipped") or r["error"].strip().splitlines()[-1][:300]
+            lines.append(f"- {s}, seed {r.get('seed')}: {what}")
+    return "\n".join(lines) + "\n"
+
+
+def machine_description(python: str) -> str:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    probe = (
+        "import importlib.metadata as m, json\n"
+        "out = {}\n"
+        "for n in ['torch', 'numpy', 'gymnasium', 'scikit-learn', 'evotorch',"
+        " 'pytorch-optimize', 'es_opt']:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: out[n] = 'not installed'\n"
+        "print(json.dumps(out))\n"
+    )
+    try:
+        versions = json.loads(subprocess.run([python, "-c", probe], capture_output=True,
+                                             text=True, timeout=60).stdout)
+    except Exception as exc:  # the description must not sink the report
+        versions = {"error": str(exc)}
+    lines = [
+        f"- CPU: {cpu}, {os.cpu_count()} logical cores",
+        f"- OS: {platform.platform()}",
+        f"- Python: {platform.python_version()}",
+    ]
+    lines += [f"- {k}: {v}" for k, v in versions.items()]
+    return "\n".join(lines)
+
+
+def settings_section(results: list[dict]) -> str:
+    seen: dict[tuple[str, str], dict] = {}
+    for r in results:
+        if "settings" in r:
+            seen.setdefault((r["side"], r["task"]), r["settings"])
+    lines = ["## Settings used", ""]
+    for (side, task), cfg in sorted(seen.items()):
+        body = ", ".join(f"{k}={v}" for k, v in cfg.items())
+        lines.append(f"- **{side}**, {task}: {body}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results_by_task: dict[str, dict[str, list[dict]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for task in results_by_task:
+        if task == tasks.CARTPOLE:
+            panels.append((task, "time_s", "CartPole-v1: seconds to solve\n(lower is better)"))
+        elif task == tasks.DIGITS:
+            panels.append((task, "final_test_acc", "Digits: test accuracy (%) at deadline"))
+            panels.append((task, "time_to_96_s", "Digits: seconds to 96 %\n(lower is better)"))
+        else:
+            title = "Pendulum-v1: best mean return\n(higher is better)"
+            panels.append((task, "best_return", title))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    colors = {"es_opt": "tab:green", "evotorch": "tab:blue", "pytorch-optimize": "tab:orange"}
+    for ax, (task, key, title) in zip(axes[0], panels, strict=False):
+        by_side = results_by_task[task]
+        cap = max((r.get("budget_s", 0) for rs in by_side.values() for r in rs), default=0)
+        names, meds, los, his, censored = [], [], [], [], []
+        for side, rs in by_side.items():
+            vals = metrics(task, rs)[key]
+            if not vals:
+                names.append(f"{side}\n(failed)")
+                meds.append(0), los.append(0), his.append(0), censored.append(False)
+                continue
+            capped = [cap if v == float("inf") else v for v in vals]
+            med, lo, hi = _stats(capped)
+            names.append(side)
+            meds.append(med), los.append(med - lo), his.append(hi - med)
+            censored.append(any(v == float("inf") for v in vals))
+        bars = ax.bar(names, meds, yerr=[los, his], capsize=6,
+                      color=[colors.get(n.split("\n")[0], "grey") for n in names])
+        for bar, cens in zip(bars, censored, strict=True):
+            if cens:
+                bar.set_hatch("//")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle("Median and range over seeds (hatched: some runs hit the cap)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(results: list[dict], args, python: str, wall_s: float) -> str:
+    by_task: dict[str, dict[str, list[dict]]] = {}
+    for task in args.tasks:
+        by_task[task] = {s: [r for r in results if r["side"] == s and r["task"] == task]
+                         for s in args.sides}
+    mode = "quick (1 seed, short caps)" if args.quick else f"{args.seeds} seeds"
+    parts = [
+        "# es_opt against its peers",
+        "",
+        f"Mode: {mode}; suite wall time {wall_s / 60:.1f} min. Generated by "
+        "`benchmarks/peers/run.py`; task definitions in `benchmarks/peers/tasks.py`.",
+        "",
+        "## Machine",
+        "",
+        machine_description(python),
+        "",
+        "## Results",
+        "",
+    ]
+    parts += [task_table(task, by_side) for task, by_side in by_task.items()]
+    parts.append(settings_section(results))
+    return "\n".join(parts), by_task
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed per task, short caps")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per task (full mode)")
+    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=sorted(SIDE_MODULES))
+    parser.add_argument("--tasks", nargs="+", default=list(tasks.TASKS), choices=tasks.TASKS)
+    parser.add_argument("--out", type=Path, default=HERE / "results.md",
+                        help="markdown report; the plot (.png) and raw results (.json) go beside")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    parser.add_argument("--max-minutes", type=float, default=30.0,
+                        help="skip (and report) runs that could not finish within this")
+    args = parser.parse_args()
+    n_seeds = 1 if args.quick else args.seeds
+    runs = plan(args.sides, args.tasks, n_seeds, args.quick)
+    typical, worst = estimate_s(runs)
+    print(f"{len(runs)} runs; expected about {typical / 60:.1f} min "
+          f"(worst case {worst / 60:.1f} min, stopped at {args.max_minutes:.0f} min)", flush=True)
+
+    suite_start = time.perf_counter()
+    results = []
+    for i, run in enumerate(runs, 1):
+        elapsed = time.perf_counter() - suite_start
+        label = f"[{i}/{len(runs)}] {run.side:16s} {run.task:9s} seed {run.seed}"
+        if elapsed + run.budget_s + START_OVERHEAD_S > args.max_minutes * 60:
+            result = {"skipped": f"skipped: suite time limit of {args.max_minutes:.0f} min"}
+        else:
+            result = execute(run, args.python)
+        result.update(side=run.side, task=run.task, seed=run.seed)
+        result.setdefault("budget_s", run.budget_s)
+        results.append(result)
+        print(f"{label}  {summary_line(result)}", flush=True)
+    wall = time.perf_counter() - suite_start
+
+    text, by_task = report(results, args, args.python, wall)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    try:
+        plot(by_task, args.out.with_suffix(".png"))
+    except Exception as exc:  # a missing matplotlib must not lose the tables
+        print(f"plot failed: {exc}")
+    print()
+    print(text)
+    print(f"written: {args.out}, {args.out.with_suffix('.png')}, {args.out.with_suffix('.json')}")
+    return 0
+
+
+def summary_line(r: dict) -> str:
+    if "skipped" in r:
+        return r["skipped"]
+    if "error" in r:
+        return "FAILED: " + r["error"].strip().splitlines()[-1][:160]
+    if r["task"] == tasks.CARTPOLE:
+        if r["solved"]:
+            return f"solved in {r['time_s']:.1f} s, {r['steps']} steps, {r['episodes']} episodes"
+        return f"not solved in {r['budget_s']:.0f} s (best eval {r['best_eval_mean']})"
+    if r["task"] == tasks.DIGITS:
+        t96 = r["time_to_96_s"]
+        return (f"test acc {100 * r['final_test_acc']:.1f} %, to 96 %: "
+                + (f"{t96:.1f} s" if t96 is not None else "not reached"))
+    return f"best return {r['best_return']:.1f} (final {r['final_return']:.1f})"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Runs one (side, task, seed) in this process and writes its metrics as JSON.
+
+    python -m benchmarks.peers.worker evotorch cartpole --seed 0 --budget 60 --out result.json
+
+A failure (the side cannot be imported, or raises) is written as ``{"error": ...}`` with the
+traceback, and the exit status is 1. ``run.py`` starts one of these per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import time
+import traceback
+from pathlib import Path
+
+SIDE_MODULES = {
+    "es_opt": "benchmarks.peers.es_opt_side",
+    "evotorch": "benchmarks.peers.evotorch_side",
+    "pytorch-optimize": "benchmarks.peers.pytorch_optimize_side",
+}
+
+
+def run_one(side: str, task: str, seed: int, budget_s: float) -> dict:
+    start = time.perf_counter()
+    try:
+        module = importlib.import_module(SIDE_MODULES[side])
+    except Exception:
+        return {"error": "import failed:\n" + traceback.format_exc(), "phase": "import"}
+    import_s = time.perf_counter() - start
+    try:
+        version = module.version()
+    except Exception as exc:  # a version lookup must not sink the run
+        version = f"unknown ({exc})"
+    try:
+        result = module.RUNNERS[task](seed, budget_s)
+    except Exception:
+        return {"error": traceback.format_exc(), "phase": "run", "version": version}
+    result.update(version=version, import_s=round(import_s, 3), python=platform.python_version())
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Run one benchmark run and write JSON.")
+    parser.add_argument("side", choices=sorted(SIDE_MODULES))
+    parser.add_argument("task")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--budget", type=float, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    result = run_one(args.side, args.task, args.seed, args.budget)
+    result.update(side=args.side, task=args.task, seed=args.seed)
+    args.out.write_text(json.dumps(result, indent=1))
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
