@@ -89,10 +89,15 @@ class Population:
         ``parameters(indices[r])`` bit for bit."""
         for index in indices:
             self._check_index(index)
-        pairs = [index // 2 for index in indices]
+        # both members of a pair share ε: draw each pair once
+        pairs = sorted({index // 2 for index in indices})
+        row_of = {pair: row for row, pair in enumerate(pairs)}
         eps = noise.perturbations(
             self.seed, self.generation, pairs, self.dim, dtype=self.center.dtype
         )
+        rows = [row_of[index // 2] for index in indices]
+        if rows != list(range(len(pairs))):
+            eps = eps[rows]
         scale = torch.tensor(
             [self.sign(i) * self.sigma for i in indices], dtype=self.center.dtype
         ).unsqueeze(1)

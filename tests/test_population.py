@@ -1,0 +1,65 @@
+import pytest
+import torch
+from torch import nn
+
+from es_opt import noise
+from es_opt.population import Population
+
+
+def make_population(dim=6, n_evals=8, dtype=torch.float64):
+    center = torch.linspace(-1, 1, dim, dtype=dtype)
+    return Population(
+        generation=2,
+        seed=5,
+        sigma=0.3,
+        n_evals=n_evals,
+        names=("a", "b"),
+        shapes=(torch.Size([2, 2]), torch.Size([dim - 4])),
+        center=center,
+    )
+
+
+def test_members_are_antithetic_pairs_from_seeds():
+    pop = make_population()
+    for i in range(pop.n_evals):
+        eps = noise.perturbation(5, 2, i // 2, pop.dim, dtype=torch.float64)
+        sign = 1.0 if i % 2 == 0 else -1.0
+        assert torch.equal(pop.parameters(i), pop.center + eps * (sign * 0.3))
+    assert torch.allclose(pop.parameters(0) + pop.parameters(1), 2 * pop.center)
+
+
+def test_stacked_rows_equal_single_members_in_any_order():
+    pop = make_population()
+    indices = [7, 0, 3, 2, 2, 5]
+    stacked = pop.stacked_parameters(indices)
+    for row, index in zip(stacked, indices, strict=True):
+        assert torch.equal(row, pop.parameters(index))
+
+
+def test_unflatten_views_and_batches():
+    pop = make_population()
+    parts = pop.unflatten(pop.center)
+    assert torch.equal(parts["a"], pop.center[:4].reshape(2, 2))
+    batch = pop.unflatten(pop.stacked_parameters([0, 1, 2]))
+    assert batch["b"].shape == (3, 2)
+    assert torch.equal(batch["b"][1], pop.parameters(1)[4:])
+
+
+def test_loaded_restores_the_center_even_when_the_block_raises():
+    net = nn.Linear(2, 1, bias=False).double()
+    center = net.weight.detach().reshape(-1).clone()
+    pop = Population(0, 0, 0.5, 2, ("weight",), (net.weight.shape,), center)
+    with pytest.raises(RuntimeError), pop.loaded(net, 1):
+        assert torch.equal(net.weight.detach().reshape(-1), pop.parameters(1))
+        raise RuntimeError("boom")
+    assert torch.equal(net.weight.detach().reshape(-1), center)
+
+
+def test_index_out_of_range_and_pickle_size():
+    import pickle
+
+    pop = make_population(dim=1000)
+    with pytest.raises(IndexError, match="evaluation index 8 out of range for 8 evaluations"):
+        pop.parameters(8)
+    # a population travels as its center and a few integers, never as its members
+    assert len(pickle.dumps(pop)) < 1000 * 8 + 2000
