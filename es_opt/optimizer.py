@@ -21,13 +21,16 @@ from torch import nn
 
 from . import shaping as shaping_lib
 from .estimator import estimate_gradient
-from .evaluators import Evaluator, make_evaluator
+from .evaluators import BACKENDS, Evaluator, make_evaluator
 from .model import Model, SamplingStrategy
 from .objective import Objective
 from .population import Population
 from .result import StepResult
 
 __all__ = ["ESOptimizer", "DEFAULT_LR"]
+
+BACKEND_OPTIONS = ("ray_address", "max_retries", "eval_timeout", "worker_threads")
+"""Keyword arguments passed through to the backend (besides ``n_workers`` and ``devices``)."""
 
 DEFAULT_LR = 1e-2
 """Learning rate of the default inner optimizer (RangerLite), as OpenAI's ES used Adam at 0.01."""
@@ -51,8 +54,9 @@ class ESOptimizer:
         seed: every random draw of the run derives from it (and the generation, and the index).
         shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"``, or a function
             ``Tensor[n] -> Tensor[n]``.
-        backend: ``"serial"`` (default), ``"multiprocess"``, ``"ray"`` or an
-            :class:`~es_opt.evaluators.Evaluator`.
+        backend: ``"serial"``, ``"multiprocess"``, ``"ray"`` or an
+            :class:`~es_opt.evaluators.Evaluator`. By default ``"serial"``, or ``"multiprocess"``
+            when ``n_workers`` > 1 (as the ancestor's ``n_workers`` meant a process pool).
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
             ``eval_timeout``, ``worker_threads``).
 
@@ -85,7 +89,7 @@ class ESOptimizer:
         seed: int = 0,
         sgd_optimizer: torch.optim.Optimizer | None = None,
         shaping: str | Callable[[torch.Tensor], torch.Tensor] = "centered_ranks",
-        backend: str | Evaluator = "serial",
+        backend: str | Evaluator | None = None,
         **backend_options: Any,
     ):
         if isinstance(model, nn.Module):
@@ -106,6 +110,16 @@ class ESOptimizer:
         self.seed = _check_seed(seed)
         self.shaping_name, self._shape = _check_shaping(shaping)
         _check_parameters(model)
+        if backend is None:  # the ancestor's n_workers=4 meant a process pool
+            backend = "serial" if n_workers in (None, 1) else "multiprocess"
+        if not isinstance(backend, Evaluator) and backend not in BACKENDS:
+            make_evaluator(backend)  # raises the ValueError listing the choices
+        unknown = sorted(set(backend_options) - set(BACKEND_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"ESOptimizer got unexpected keyword argument(s) {unknown}; backend options are "
+                f"{', '.join(BACKEND_OPTIONS)}"
+            )
         if optimizer is None:
             optimizer = _default_optimizer(model.parameters())
         _check_optimizer_holds(optimizer, model)
@@ -119,13 +133,6 @@ class ESOptimizer:
         self._backend = backend
         self._backend_options = dict(backend_options, n_workers=n_workers, devices=devices)
         self._closed = False
-        make_evaluator_check = backend if isinstance(backend, Evaluator) else str(backend)
-        if not isinstance(make_evaluator_check, Evaluator) and backend not in (
-            "serial",
-            "multiprocess",
-            "ray",
-        ):
-            make_evaluator(backend)  # raises the ValueError listing the choices
 
     # -- configuration -----------------------------------------------------------------------
     @property
@@ -278,6 +285,26 @@ class ESOptimizer:
             layers=tuple(self.model.layers[i].name for i in layer_ids),
             fitness=fitness,
         )
+
+    def fit(
+        self,
+        samples_fn: Callable[[int], Any] | None = None,
+        generations: int = 100,
+        callbacks: Sequence[Any] = (),
+        stop_when: Callable[[StepResult], bool] | None = None,
+    ) -> Any:
+        """Runs up to ``generations`` steps with ``samples_fn(generation)`` as each step's samples,
+        reporting to ``callbacks``; returns the :class:`~es_opt.training.History`. See
+        :func:`es_opt.training.fit`.
+
+        Example:
+            >>> es = ESOptimizer(nn.Linear(2, 1), objective_fn=lambda m, s: 0.0, n_samples=4)
+            >>> len(es.fit(generations=3)), es.generation
+            (3, 3)
+        """
+        from .training import fit
+
+        return fit(self, samples_fn, generations, callbacks, stop_when)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -168,6 +168,7 @@ CONSTRUCTOR_ERRORS = [
     (dict(shaping="softmax"), ValueError, "shaping must be one of"),
     (dict(backend="mpi"), ValueError, "backend must be one of"),
     (dict(seed=-1), ValueError, "seed must be a non-negative int, got -1"),
+    (dict(n_worker=2), TypeError, r"unexpected keyword argument\(s\) \['n_worker'\]"),
 ]
 
 
