@@ -298,9 +298,7 @@ class Checkpoint(Callback):
         >>> es_opt.checkpoint.load_checkpoint("runs/cartpole.pt", es)  # doctest: +SKIP
     """
 
-    def __init__(
-        self, path: str | os.PathLike[str], every: int | None = None, config: Any = None
-    ):
+    def __init__(self, path: str | os.PathLike[str], every: int | None = None, config: Any = None):
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
         if every is not None and (
@@ -377,7 +375,11 @@ class EarlyStopping(Callback):
             not isinstance(patience, numbers.Integral) or isinstance(patience, bool) or patience < 1
         ):
             raise ValueError(f"patience must be a positive int or None, got {patience!r}")
-        if not isinstance(objective, numbers.Integral) or isinstance(objective, bool) or objective < 0:
+        if (
+            not isinstance(objective, numbers.Integral)
+            or isinstance(objective, bool)
+            or objective < 0
+        ):
             raise ValueError(f"objective must be a non-negative int index, got {objective!r}")
         if mode not in _MODES:
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")

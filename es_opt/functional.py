@@ -4,6 +4,11 @@
 shares everything else (non-selected and frozen parameters, buffers), and applies the net to a
 batch of inputs with ``torch.func.vmap`` over ``torch.func.functional_call``: a population of 200
 MLPs becomes a handful of batched matrix products.
+
+Some modules cannot run under ``vmap`` (recurrent layers, BatchNorm or Dropout in training mode,
+modules with data-dependent Python control flow or ``.item()``). Calling a :class:`StackedModel`
+on such a net raises :class:`VectorizationError`, which names the module and explains how to fall
+back to evaluating members one at a time.
 """
 
 from __future__ import annotations
@@ -12,12 +17,55 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import nn
 from torch.func import functional_call, vmap
 
 from .model import Model
 from .population import Population
 
-__all__ = ["StackedModel"]
+__all__ = ["StackedModel", "VectorizationError"]
+
+ONE_AT_A_TIME_HINT = (
+    "evaluate members one at a time instead: set `vectorize = False` on the objective (the "
+    "ready-made objectives take `vectorize=False`), and es_opt calls `objective(model, samples)` "
+    "once per member"
+)
+
+
+class VectorizationError(RuntimeError):
+    """The net (or one of its modules) cannot be applied to a stacked population with
+    ``torch.func.vmap``.
+
+    Attributes:
+        module_name: the qualified name of the failing module in the net (``""`` for the net
+            itself).
+        module_type: its class name.
+
+    Example:
+        >>> err = VectorizationError("lstm", "LSTM", "no batching rule")
+        >>> err.module_name, err.module_type
+        ('lstm', 'LSTM')
+    """
+
+    def __init__(self, module_name: str, module_type: str, reason: str, hint: str = ""):
+        where = f"module {module_name!r} ({module_type})" if module_name else f"the net ({module_type})"
+        advice = f"{hint}; or {ONE_AT_A_TIME_HINT}" if hint else ONE_AT_A_TIME_HINT
+        super().__init__(
+            f"{where} cannot be evaluated for a stacked population with torch.func.vmap: "
+            f"{reason.strip()}\nTo fix it, {advice}."
+        )
+        self.module_name = module_name
+        self.module_type = module_type
+
+    def __reduce__(self):  # keep the attributes across pickling (worker -> main process)
+        return (_rebuild_vectorization_error, (self.args[0], self.module_name, self.module_type))
+
+
+def _rebuild_vectorization_error(message: str, module_name: str, module_type: str):
+    err = VectorizationError.__new__(VectorizationError)
+    RuntimeError.__init__(err, message)
+    err.module_name, err.module_type = module_name, module_type
+    return err
 
 
 class StackedModel:
@@ -34,17 +82,18 @@ class StackedModel:
     loaded, to float round-off.
 
     Example:
-        >>> from torch import nn
         >>> net = nn.Linear(3, 2)
         >>> center = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
         >>> pop = Population(0, 0, 0.1, 4, ("weight", "bias"),
         ...                  (net.weight.shape, net.bias.shape), center)
-        >>> StackedModel(Model(net), pop, range(4))(torch.zeros(5, 3)).shape
-        torch.Size([4, 5, 2])
+        >>> stacked = StackedModel(Model(net), pop, range(4))
+        >>> stacked(torch.zeros(5, 3)).shape, len(stacked), stacked.indices
+        (torch.Size([4, 5, 2]), 4, [0, 1, 2, 3])
     """
 
     def __init__(self, model: Model, population: Population, indices: Sequence[int]):
         self.model = model
+        self.population = population
         self.indices = list(indices)
         self.stacked = population.unflatten(population.stacked_parameters(self.indices))
         net = model.net
@@ -58,10 +107,89 @@ class StackedModel:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def member_parameters(self) -> dict[str, torch.Tensor]:
+        """Every trainable parameter of the members as a ``[B, *shape]`` tensor, in the net's
+        order: the stacked (perturbed) ones, and the others broadcast (a view, no copy). Frozen
+        parameters are left out.
+
+        Example:
+            >>> net = nn.Linear(2, 1)
+            >>> pop = Population(0, 0, 0.1, 2, ("bias",), (net.bias.shape,), net.bias.detach())
+            >>> {k: tuple(v.shape) for k, v in StackedModel(Model(net), pop, [0, 1])
+            ...     .member_parameters().items()}
+            {'weight': (2, 1, 2), 'bias': (2, 1)}
+        """
+        out = {}
+        for name, param in self.model.named_trainable_parameters().items():
+            if name in self.stacked:
+                out[name] = self.stacked[name]
+            else:
+                out[name] = param.detach().unsqueeze(0).expand(len(self), *param.shape)
+        return out
+
     def _call(self, stacked: dict[str, torch.Tensor], inputs: Any) -> Any:
         return functional_call(self.model.net, {**self.shared, **stacked}, (inputs,))
 
     def __call__(self, inputs: Any, *, per_member: bool = False) -> Any:
         in_dims = (0, 0 if per_member else None)
         with torch.no_grad():
-            return vmap(self._call, in_dims=in_dims)(self.stacked, inputs)
+            try:
+                return vmap(self._call, in_dims=in_dims)(self.stacked, inputs)
+            except Exception as exc:
+                culprit = self._vmap_culprit(inputs, in_dims)
+                if culprit is None:  # the net fails without vmap too: not our error to explain
+                    raise
+                name, module = culprit
+                raise VectorizationError(
+                    name, type(module).__name__, str(exc).split("\n")[0], _hint(module, exc)
+                ) from exc
+
+    def _vmap_culprit(self, inputs: Any, in_dims: tuple) -> tuple[str, nn.Module] | None:
+        """The innermost module that was running when ``vmap`` failed, or ``None`` when the net
+        also fails for a single member without ``vmap`` (then the error is the net's own)."""
+        member = {name: value[0] for name, value in self.stacked.items()}
+        one_input = inputs[0] if in_dims[1] == 0 else inputs
+        # Cloned buffers: a module in training mode would update the real ones in place.
+        buffers = {name: b.clone() for name, b in self.model.net.named_buffers()}
+        try:
+            functional_call(self.model.net, {**self.shared, **buffers, **member}, (one_input,))
+        except Exception:
+            return None
+        running: list[tuple[str, nn.Module]] = []
+        handles = []
+        for name, module in self.model.net.named_modules():
+            handles.append(module.register_forward_pre_hook(_push(running, name, module)))
+            handles.append(module.register_forward_hook(_pop(running)))
+        try:
+            vmap(self._call, in_dims=in_dims)(self.stacked, inputs)
+        except Exception:
+            return running[-1] if running else ("", self.model.net)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return None  # it did not fail a second time: nothing certain to report
+
+
+def _push(running: list, name: str, module: nn.Module):
+    def hook(mod: nn.Module, args: Any) -> None:
+        running.append((name, module))
+
+    return hook
+
+
+def _pop(running: list):
+    def hook(mod: nn.Module, args: Any, output: Any) -> None:
+        running.pop()
+
+    return hook
+
+
+def _hint(module: nn.Module, exc: Exception) -> str:
+    text = str(exc)
+    if module.training and isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "call net.eval() so BatchNorm uses its running statistics instead of updating them"
+    if "random" in text and module.training:
+        return "call net.eval() so the module draws no random numbers (e.g. Dropout)"
+    if isinstance(module, nn.RNNBase):
+        return "torch.func has no batching rule for recurrent layers"
+    return ""

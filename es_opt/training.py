@@ -61,8 +61,10 @@ class History(Sequence[StepResult]):
         return iter(self.results)
 
     def __repr__(self) -> str:
-        span = f"generations {self.results[0].generation}..{self.results[-1].generation}"
-        return f"History({len(self)} steps, {span if self.results else 'empty'}, {self.stop_reason!r})"
+        if not self.results:
+            return f"History(0 steps, {self.stop_reason!r})"
+        first, last = self.results[0].generation, self.results[-1].generation
+        return f"History({len(self)} steps, generations {first}..{last}, {self.stop_reason!r})"
 
     def append(self, result: StepResult) -> None:
         self.results.append(result)
@@ -226,7 +228,9 @@ def _check_callbacks(callbacks: Any) -> list[Callback]:
     try:
         callbacks = list(callbacks)
     except TypeError:
-        raise TypeError(f"callbacks must be a list of Callback objects, got {callbacks!r}") from None
+        raise TypeError(
+            f"callbacks must be a list of Callback objects, got {callbacks!r}"
+        ) from None
     for i, callback in enumerate(callbacks):
         if not isinstance(callback, Callback):
             raise TypeError(

@@ -3,18 +3,20 @@
 Settings follow EvoTorch's own material (see ``SETTINGS``):
 
 - CartPole-v1: the CartPole example of EvoTorch's documentation ("Solving reinforcement learning
-  tasks using functional evolutionary algorithms"): ``GymNE`` with observation normalisation and
-  the policy ``Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)``; PGPE with
-  popsize 100, ClipUp ``max_speed`` 0.15, ``center_learning_rate`` 0.75 × max_speed,
-  ``radius_init`` 15 × max_speed, ``stdev_learning_rate`` 0.1, ``stdev_max_change`` 0.2, centred
-  ranking, symmetric sampling. We use the object-oriented ``PGPE`` class, which implements the
-  same algorithm as the functional ``pgpe`` of that page.
-- Pendulum-v1: no EvoTorch example exists; the same ClipUp recipe (the ClipUp paper's rules of
-  thumb: ``center_learning_rate`` = max_speed / 2 … 0.75 × max_speed, radius = 15 × max_speed),
-  the problem class chosen like CartPole's.
+  tasks using functional evolutionary algorithms"): observation normalisation, the policy
+  ``Linear(obs_length, 16) >> Tanh() >> Linear(16, act_length)``; PGPE with popsize 100, ClipUp
+  ``max_speed`` 0.15, ``center_learning_rate`` 0.75 × max_speed, ``radius_init`` 15 ×
+  max_speed, ``stdev_learning_rate`` 0.1, ``stdev_max_change`` 0.2, centred ranking, symmetric
+  sampling. We use the object-oriented ``PGPE`` class (the same algorithm as the functional
+  ``pgpe`` of that page) and, instead of the example's ``GymNE``, ``VecGymNE``, EvoTorch's
+  vectorised problem (the population's policies run batched over a vector of environments):
+  on seed 0 it solved CartPole in 16 s against 26 s for ``GymNE``.
+- Pendulum-v1: no EvoTorch example exists; the same ClipUp recipe and problem class, popsize
+  40 (in 30-s trials, popsize 40 with max_speed 0.15 beat popsize 100, and max_speed 0.3).
 - Digits: SNES as in EvoTorch's MNIST30K example (``stdev_init`` 1, default learning rates) on a
   ``Problem(vectorized=True)`` whose objective evaluates the whole population at once with
-  ``torch.func.vmap`` over ``functional_call``, maximising raw training accuracy.
+  ``torch.func.vmap`` over ``functional_call``, maximising raw training accuracy (full training
+  set). Popsize 60: in 30-s trials SNES's default (27) and 200 stayed below 96 %, 60 reached it.
 
 Ray actors are not used (``num_actors=None``): on a 2-core machine Ray's start-up (6-12 s) and
 messaging cost more than they save; in-process evaluation is EvoTorch's fastest mode here.
@@ -47,10 +49,10 @@ PGPE_CARTPOLE = {
     "observation_normalization": True,
     "problem": "VecGymNE",
 }
-PGPE_PENDULUM = {**PGPE_CARTPOLE}
+PGPE_PENDULUM = {**PGPE_CARTPOLE, "popsize": 40}
 SNES_DIGITS = {
     "stdev_init": 1.0,
-    "popsize": 200,
+    "popsize": 60,
     "center_learning_rate": "default",
     "stdev_learning_rate": "default",
     "objective": "raw training accuracy, full training set, vmap over the population",

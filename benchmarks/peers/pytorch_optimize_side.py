@@ -15,8 +15,9 @@ scripts show (see ``SETTINGS``).
 Differences from the samples, all to measure the same thing as the other sides: the gymnasium
 API (the samples use gym < 0.26, which does not run on NumPy 2), CartPole-v1 instead of v0 with
 a 500-step limit (the same thing), reproducible seeding (the library draws from the global
-``torch``/``numpy``/``random`` generators, so those are seeded; every step's episodes reset
-from one seed drawn from the run's generator), and a thin proxy around the optimizer's worker
+``torch``/``numpy``/``random`` generators, so those are seeded; every evaluation resets
+from a seed derived from the step's seed, drawn from the run's generator, and the perturbed
+weights), and a thin proxy around the optimizer's worker
 pool that records the objective values to count environment steps (the values are passed
 through unchanged).
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +127,12 @@ class EpisodicReturn(Objective):
         import gymnasium as gym
 
         env = gym.make(samples.env_name)
-        state, _ = env.reset(seed=samples.seed)
+        # The sample resets unseeded (a fresh random start per evaluation). The objective does
+        # not know which perturbation it evaluates, so the start is derived from the step's
+        # seed and the perturbed weights: distinct per evaluation, yet reproducible.
+        weights = b"".join(p.detach().numpy().tobytes() for p in model.net.parameters())
+        seed = (samples.seed + zlib.crc32(weights)) % tasks.TRAIN_SEED_LIMIT
+        state, _ = env.reset(seed=seed)
         done = False
         episodic_return = 0.0
         while not done:

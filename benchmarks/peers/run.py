@@ -37,7 +37,9 @@ from benchmarks.peers.worker import SIDE_MODULES  # noqa: E402
 
 SIDES = ("es_opt", "evotorch", "pytorch-optimize")
 PEERS = ("evotorch", "pytorch-optimize")
-START_OVERHEAD_S = 6.0  # interpreter, torch and the side's imports, measured on 2 cores
+# Interpreter start and imports (torch, gymnasium, the side's library) outside each run's clock:
+# 3-10 s per run measured on 2 busy cores.
+START_OVERHEAD_S = 8.0
 TIMEOUT_GRACE_S = 60.0  # a generation that started before the deadline may finish
 # Typical CartPole solve times on 2 cores (for the up-front estimate only).
 TYPICAL_CARTPOLE_S = {"es_opt": 10.0, "evotorch": 20.0, "pytorch-optimize": 20.0}
@@ -74,7 +76,7 @@ def estimate_s(runs: list[RunSpec]) -> tuple[float, float]:
     return typical, worst
 
 
-def execute(run: RunSpec, python: str) -> dict[str, Any]:
+def execute(run: RunSpec, python: str, threads: int) -> dict[str, Any]:
     """One run in a fresh subprocess; always returns a dict (with ``error`` on failure)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
@@ -83,6 +85,12 @@ def execute(run: RunSpec, python: str) -> dict[str, Any]:
             "--seed", str(run.seed), "--budget", str(run.budget_s), "--out", str(out),
         ]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if threads > 0:
+            # The same for every side. Tiny networks gain nothing from intra-op threads, and on
+            # a loaded 2-core machine two OpenMP threads per process make each forward pass
+            # ~5x slower (measured: 0.8 ms against 0.2 ms for a 4-50-2 network).
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                env[var] = str(threads)
         start = time.perf_counter()
         try:
             proc = subprocess.run(
@@ -219,6 +227,13 @@ def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def machine_description(python: str) -> str:
     cpu = "unknown"
     try:
@@ -309,7 +324,7 @@ def plot(results_by_task: dict[str, dict[str, list[dict]]], path: Path) -> None:
     plt.close(fig)
 
 
-def report(results: list[dict], args, python: str, wall_s: float) -> str:
+def report(results: list[dict], args, python: str, wall_s: float) -> tuple[str, dict]:
     by_task: dict[str, dict[str, list[dict]]] = {}
     for task in args.tasks:
         by_task[task] = {s: [r for r in results if r["side"] == s and r["task"] == task]
@@ -324,6 +339,9 @@ def report(results: list[dict], args, python: str, wall_s: float) -> str:
         "## Machine",
         "",
         machine_description(python),
+        f"- torch threads per run (OMP/MKL_NUM_THREADS): {args.torch_threads or 'unset'}",
+        f"- load average (1/5/15 min) before the suite: {args.load_before}, "
+        f"after: {args.load_after} (other jobs share this machine: timings are noisy)",
         "",
         "## Results",
         "",
@@ -342,6 +360,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results.md",
                         help="markdown report; the plot (.png) and raw results (.json) go beside")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the runs")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="OMP/MKL threads per run, the same for every side (0: leave unset)")
     parser.add_argument("--max-minutes", type=float, default=30.0,
                         help="skip (and report) runs that could not finish within this")
     args = parser.parse_args()
@@ -351,6 +371,7 @@ def main() -> int:
     print(f"{len(runs)} runs; expected about {typical / 60:.1f} min "
           f"(worst case {worst / 60:.1f} min, stopped at {args.max_minutes:.0f} min)", flush=True)
 
+    load_before = load_average()
     suite_start = time.perf_counter()
     results = []
     for i, run in enumerate(runs, 1):
@@ -359,13 +380,14 @@ def main() -> int:
         if elapsed + run.budget_s + START_OVERHEAD_S > args.max_minutes * 60:
             result = {"skipped": f"skipped: suite time limit of {args.max_minutes:.0f} min"}
         else:
-            result = execute(run, args.python)
+            result = execute(run, args.python, args.torch_threads)
         result.update(side=run.side, task=run.task, seed=run.seed)
         result.setdefault("budget_s", run.budget_s)
         results.append(result)
         print(f"{label}  {summary_line(result)}", flush=True)
     wall = time.perf_counter() - suite_start
 
+    args.load_before, args.load_after = load_before, load_average()
     text, by_task = report(results, args, args.python, wall)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

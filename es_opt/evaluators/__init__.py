@@ -42,7 +42,7 @@ def make_evaluator(backend: str | Evaluator, **options: Any) -> Evaluator:
 
         return PoolEvaluator(**{k: v for k, v in options.items() if v is not None})
     if backend == "ray":
-        from .ray import RayEvaluator
+        from .ray_backend import RayEvaluator
 
         return RayEvaluator(**{k: v for k, v in options.items() if v is not None})
     raise ValueError(

@@ -29,6 +29,7 @@ import torch
 
 from ..errors import EvaluationError
 from ..objective import as_fitness_row
+from ..vectorized import evaluate_population_indices, is_vectorized
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -78,8 +79,11 @@ def evaluate_indices(
 
     Parameters are restored to the center afterwards, and buffers (e.g. BatchNorm running
     statistics) after every evaluation, so that each evaluation sees the same net whatever ran
-    before it.
+    before it. Objectives that define ``evaluate_population`` are evaluated a batch of members
+    per call instead (:mod:`es_opt.vectorized`).
     """
+    if is_vectorized(objective):  # the objective evaluates a batch of members per call
+        return evaluate_population_indices(model, objective, population, samples, indices)
     indices = list(indices)
     rows: list[torch.Tensor] = []
     stats: list[Any] = []

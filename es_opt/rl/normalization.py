@@ -48,7 +48,9 @@ class ObservationStats:
     @classmethod
     def of(cls, observations: np.ndarray) -> ObservationStats:
         """The statistics of a ``[n, dim]`` array of observations."""
-        data = np.asarray(observations, dtype=np.float64).reshape(len(observations), -1)
+        data = np.asarray(observations, dtype=np.float64)
+        if data.ndim != 2:
+            raise ValueError(f"observations must be a [n, dim] array, got shape {data.shape}")
         if len(data) == 0:
             return cls.empty(data.shape[1])
         mean = data.mean(axis=0)

@@ -1,0 +1,272 @@
+"""One-file checkpoints: the net's weights, the ES optimizer's state and the run's configuration.
+
+The file loads with ``torch.load(weights_only=True)`` (it holds only tensors, numbers, strings,
+lists and dicts), is written atomically (a temporary file in the same folder, ``fsync``, then
+``os.replace``: a run killed while writing leaves the previous checkpoint intact), and resuming
+from it continues the run bit for bit.
+
+Example:
+    >>> import torch, es_opt, tempfile, os
+    >>> net = torch.nn.Linear(2, 1)
+    >>> es = es_opt.ESOptimizer(net, objective_fn=lambda m, s: 0.0, n_samples=4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.pt")
+    >>> save_checkpoint(path, es, config={"sigma": 0.1})
+    >>> load_checkpoint(path, es)["config"]
+    {'sigma': 0.1}
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import enum
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from .optimizer import ESOptimizer
+
+__all__ = ["save_checkpoint", "load_checkpoint", "check_architecture"]
+
+FORMAT = "es_opt.checkpoint"
+FORMAT_VERSION = 1
+
+_ATOMS = (
+    str,
+    bytes,
+    int,
+    float,
+    bool,
+    complex,
+    type(None),
+    torch.Tensor,
+    torch.dtype,
+    torch.device,
+)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    es: ESOptimizer,
+    *,
+    config: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Writes ``es``'s net weights, its :meth:`~es_opt.ESOptimizer.state_dict` and ``config`` to
+    ``path``, atomically.
+
+    Args:
+        path: the file to (over)write; its folder is created.
+        es: the optimizer (its ``model.net`` weights are saved too).
+        config: the run's configuration: a dict, a dataclass instance or an
+            ``argparse.Namespace`` of plain values (paths and enums are stored as strings/values).
+        extra: anything else to keep (plain values and tensors), returned by
+            :func:`load_checkpoint` under ``"extra"``.
+
+    Raises:
+        TypeError: something in the checkpoint would not load with ``weights_only=True`` (a NumPy
+            array, a function, an arbitrary object); the message names where it is.
+    """
+    from . import __version__
+
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "es_opt_version": __version__,
+        "optimizer_class": type(es.optimizer).__name__,
+        "net": es.model.net.state_dict(),
+        "es": es.state_dict(),
+        "config": _plain_config(config),
+        "extra": _plain_config(extra, name="extra"),
+    }
+    for key in ("net", "es"):
+        _check_loadable(payload[key], key)
+    _atomic_save(payload, Path(path))
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    es: ESOptimizer | None = None,
+    *,
+    map_location: str | torch.device | None = "cpu",
+) -> dict[str, Any]:
+    """Reads a checkpoint (with ``weights_only=True``) and, when ``es`` is given, restores the
+    net's weights and the optimizer's state into it, so that its next step continues the saved run.
+
+    Nothing is changed if the checkpoint does not fit ``es``: a net of another architecture raises
+    ``ValueError`` naming the mismatched parameter (with both shapes) or the missing/unexpected
+    keys.
+
+    Returns:
+        the checkpoint: ``{"net", "es", "config", "extra", ...}``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise ValueError(
+            f"{str(path)!r} is not an es_opt checkpoint (write one with "
+            "es_opt.checkpoint.save_checkpoint)"
+        )
+    if es is not None:
+        _restore(es, checkpoint, path)
+    return checkpoint
+
+
+def check_architecture(net: torch.nn.Module, saved: Mapping[str, torch.Tensor]) -> None:
+    """Raises ``ValueError`` if the state dict ``saved`` does not fit ``net``: the message names
+    the missing or unexpected keys, or the first parameter whose shape differs (with both shapes).
+
+    Example:
+        >>> check_architecture(torch.nn.Linear(2, 3), torch.nn.Linear(2, 4).state_dict())
+        Traceback (most recent call last):
+        ...
+        ValueError: parameter 'weight' has shape (4, 2) in the checkpoint but (3, 2) in the model: \
+the checkpoint was written for a different architecture
+    """
+    current = net.state_dict()
+    missing = [k for k in current if k not in saved]
+    unexpected = [k for k in saved if k not in current]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing from the checkpoint: {missing}")
+        if unexpected:
+            parts.append(f"in the checkpoint but not in the model: {unexpected}")
+        raise ValueError(
+            "the checkpoint was written for a different architecture; " + "; ".join(parts)
+        )
+    for name, tensor in current.items():
+        if tuple(saved[name].shape) != tuple(tensor.shape):
+            raise ValueError(
+                f"parameter {name!r} has shape {tuple(saved[name].shape)} in the checkpoint but "
+                f"{tuple(tensor.shape)} in the model: the checkpoint was written for a different "
+                "architecture"
+            )
+
+
+def _restore(es: ESOptimizer, checkpoint: dict[str, Any], path: Path) -> None:
+    net = es.model.net
+    check_architecture(net, checkpoint["net"])
+    saved_class = checkpoint.get("optimizer_class")
+    if saved_class is not None and saved_class != type(es.optimizer).__name__:
+        raise ValueError(
+            f"{str(path)!r} holds the state of a {saved_class} inner optimizer but this "
+            f"ESOptimizer uses {type(es.optimizer).__name__}: build it with the same optimizer"
+        )
+    # All or nothing: if loading the ES state fails half-way, put everything back.
+    net_before = copy.deepcopy(net.state_dict())
+    es_before = copy.deepcopy(es.state_dict())
+    try:
+        es.load_state_dict(checkpoint["es"])
+        net.load_state_dict(checkpoint["net"])
+    except BaseException:
+        net.load_state_dict(net_before)
+        es.load_state_dict(es_before)
+        raise
+
+
+def _atomic_save(payload: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates the file readable by its owner only; give it the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Makes the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _plain_config(config: Any, name: str = "config") -> dict[str, Any]:
+    """``config`` as a dict of plain values that ``torch.load(weights_only=True)`` accepts."""
+    if config is None:
+        return {}
+    if isinstance(config, argparse.Namespace):
+        config = vars(config)
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, Mapping):
+        raise TypeError(
+            f"{name} must be a dict, a dataclass instance or an argparse.Namespace, "
+            f"got {type(config).__name__}"
+        )
+    plain = {str(k): _plain_value(v, f"{name}[{k!r}]") for k, v in config.items()}
+    _check_loadable(plain, name)
+    return plain
+
+
+def _plain_value(value: Any, where: str) -> Any:
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_value(v, f"{where}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def _check_loadable(value: Any, where: str) -> None:
+    """Raises ``TypeError`` naming the first value that ``weights_only`` loading would refuse."""
+    if isinstance(value, _ATOMS) and not _is_numpy_scalar(value):
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool, type(None), tuple)):
+                raise TypeError(f"{where} has a key of type {type(k).__name__}: {k!r:.60}")
+            _check_loadable(v, f"{where}[{k!r}]")
+        return
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for i, v in enumerate(value):
+            _check_loadable(v, f"{where}[{i}]")
+        return
+    raise TypeError(
+        f"{where} is a {type(value).__module__}.{type(value).__name__}, which a checkpoint cannot "
+        "hold (it must load with torch.load(weights_only=True)): store tensors, numbers, strings, "
+        "lists and dicts only (e.g. torch.as_tensor(array), float(x), str(path))"
+    )
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    # np.float64 subclasses float but pickles as a NumPy object that weights_only refuses.
+    return isinstance(value, np.generic)

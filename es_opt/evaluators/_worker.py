@@ -1,0 +1,149 @@
+"""The worker side of the parallel backends: one process (or Ray actor) holding its own copy of the
+model and the objective, applying each step's state and evaluating chunks of the population.
+
+Both backends send the same messages (built by :mod:`es_opt.evaluators._dispatch`):
+
+- once, at start: ``dill.dumps((model, objective))``;
+- once per step and worker: a pickled dict with the generation, seed, σ, the center of the selected
+  parameters, the other tensors that changed since the worker's previous step (all of them the
+  first time), the objective's generation state and the samples;
+- per chunk: a list of evaluation indices.
+
+A worker rebuilds ε from the seeds and returns only fitness rows (as lists of floats) and the
+per-evaluation stats, through :func:`~es_opt.evaluators.base.evaluate_indices` like the serial
+evaluator, so every row is bit-identical to the serial one whichever worker computes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import traceback
+from typing import Any
+
+import dill
+import torch
+
+from ..population import Population
+from .base import evaluate_indices
+
+__all__ = ["WorkerState", "run_task", "pool_worker_main"]
+
+
+class WorkerState:
+    """A worker's copy of the model and objective, and the step it is on."""
+
+    def __init__(self, blob: bytes, threads: int, device: str | None):
+        torch.set_num_threads(threads)
+        self.model, self.objective = dill.loads(blob)
+        self.device = torch.device(device) if device is not None else None
+        if self.device is not None:
+            self.model.net.to(self.device)
+        self.step_id: int | None = None
+        self._last_applied: int | None = None
+        self.population: Population | None = None
+        self.samples: Any = None
+
+    def set_step(self, step_id: int, payload: bytes) -> None:
+        """Applies a step message; on failure the worker forgets its step (and gets a full one)."""
+        self.step_id = None
+        message = dill.loads(payload)
+        if message["base"] is not None and message["base"] != self._last_applied:
+            raise RuntimeError(
+                f"step {step_id} carries the changes since step {message['base']}, but this "
+                f"worker last saw step {self._last_applied}"
+            )
+        net = self.model.net
+        tensors = dict(net.named_parameters())
+        tensors.update(net.named_buffers())
+        center = message["center"]
+        if self.device is not None:
+            center = center.to(self.device)
+        population = Population(
+            generation=message["generation"],
+            seed=message["seed"],
+            sigma=message["sigma"],
+            n_evals=message["n_evals"],
+            names=message["names"],
+            shapes=message["shapes"],
+            center=center,
+        )
+        with torch.no_grad():
+            for name, value in message["tensors"].items():
+                tensors[name].copy_(value)
+            population._copy(population._targets(net), center)
+        if hasattr(self.objective, "set_generation_state"):
+            self.objective.set_generation_state(message["generation_state"])
+        self.population = population
+        self.samples = message["samples"]
+        self.step_id = self._last_applied = step_id
+
+    def evaluate(self, indices: list[int]) -> tuple[list[list[float]], list[Any]]:
+        assert self.population is not None
+        rows, stats = evaluate_indices(
+            self.model, self.objective, self.population, self.samples, indices
+        )
+        # float64 -> Python float -> float64 is exact, and lists pickle faster than tensors
+        return [row.tolist() for row in rows], stats
+
+
+def run_task(
+    state: WorkerState | None,
+    start_error: str | None,
+    step_id: int,
+    payload: bytes | None,
+    indices: list[int],
+) -> tuple:
+    """Runs one chunk and returns the reply: ``("ok", indices, rows, stats)`` or
+    ``("error", indices, pickled_exception_or_None, summary, traceback_text)``."""
+    try:
+        if state is None:
+            raise RuntimeError(
+                "the worker could not load the model and the objective:\n" + (start_error or "")
+            )
+        if payload is not None:
+            state.set_step(step_id, payload)
+        elif state.step_id != step_id:
+            raise RuntimeError(f"the worker has not received step {step_id}")
+        rows, stats = state.evaluate(indices)
+        return ("ok", indices, rows, stats)
+    except Exception as exc:
+        if state is not None:
+            state.step_id = None
+        return error_reply(indices, exc, traceback.format_exc())
+
+
+def error_reply(indices: list[int], exc: BaseException, text: str) -> tuple:
+    try:
+        pickled = dill.dumps(exc)
+        dill.loads(pickled)
+    except Exception:  # an exception that does not survive pickling travels as text
+        pickled = None
+    return ("error", indices, pickled, f"{type(exc).__name__}: {exc}", text)
+
+
+def pool_worker_main(conn: Any, blob: bytes, threads: int, device: str | None) -> None:
+    """Entry point of a pool worker process: announce, then serve tasks until told to stop or the
+    main process goes away (the pipe closes, so a killed main process leaves no orphans)."""
+    # Ctrl-C reaches the whole process group; the main process decides what happens to workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    state, start_error = None, None
+    try:
+        state = WorkerState(blob, threads, device)
+    except Exception:
+        start_error = traceback.format_exc()
+    del blob
+    try:
+        conn.send(("ready", os.getpid(), start_error))
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            _, step_id, payload, indices = message
+            reply = run_task(state, start_error, step_id, payload, indices)
+            try:
+                conn.send(reply)
+            except Exception as exc:  # e.g. stats that cannot be pickled
+                conn.send(error_reply(indices, exc, traceback.format_exc()))
+    except (EOFError, OSError, KeyboardInterrupt):
+        return

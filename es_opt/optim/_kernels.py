@@ -1,0 +1,171 @@
+"""Element-wise update kernels: RAdam (two arithmetic variants) and Ligi.
+
+Both RAdam variants reproduce ``torch.optim.RAdam`` operation by operation, so their results are
+bitwise equal to torch's:
+
+* ``torch_foreach_math=True`` follows torch's multi-tensor path (``foreach=True``)::
+
+      b = 1 / ((sqrt(v) + eps) / c),   c = -sqrt(1 - beta2^t) * lr * r_t / (1 - beta1^t)
+      theta += m * b
+
+  (plus the un-adapted step while rho_t <= 5). Eight passes over memory, one temporary.
+* ``torch_foreach_math=False`` follows torch's single-tensor path (``foreach=False``, torch's
+  default on CPU)::
+
+      theta -= ((m / (1 - beta1^t)) * lr) * (sqrt(1 - beta2^t) / (sqrt(v) + eps)) * r_t
+
+  Twelve passes, two temporaries.
+
+The two differ only in rounding. Temporaries of large CPU tensors live in reused scratch memory.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._common import Scratch, buckets
+
+
+def _sqrt(bucket, tensors: list[Tensor], scratch: Scratch | None, slot: int) -> list[Tensor]:
+    if bucket.single and scratch is not None:
+        out = scratch.get(tensors[0], slot)
+        torch.sqrt(tensors[0], out=out)
+        return [out]
+    return torch._foreach_sqrt(tensors)
+
+
+def _div(bucket, tensors: list[Tensor], divisors: list[float], scratch, slot) -> list[Tensor]:
+    if bucket.single and scratch is not None:
+        out = scratch.get(tensors[0], slot)
+        torch.div(tensors[0], divisors[0], out=out)
+        return [out]
+    return torch._foreach_div(tensors, divisors)
+
+
+def radam_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[int],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    torch_foreach_math: bool,
+    scratch: Scratch | None,
+) -> None:
+    """One RAdam step on every tensor (``steps`` already counts this step)."""
+    if not params:
+        return
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+
+    rho_inf = 2 / (1 - beta2) - 1
+    bias_correction1, bias_correction2, rects = [], [], []
+    for step in steps:
+        bc2 = 1 - beta2**step
+        rho_t = rho_inf - 2 * step * (beta2**step) / bc2
+        rect = 0
+        if rho_t > 5:
+            rect = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            rect = rect**0.5
+        bias_correction1.append(1 - beta1**step)
+        bias_correction2.append(bc2)
+        rects.append(rect)
+
+    for bucket in buckets([params, grads, exp_avgs, exp_avg_sqs]):
+        p, g, m, v = (bucket.column(k) for k in range(4))
+        bc1 = [bias_correction1[i] for i in bucket.index]
+        bc2 = [bias_correction2[i] for i in bucket.index]
+        rect = [rects[i] for i in bucket.index]
+        torch._foreach_lerp_(m, g, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, 1 - beta2)
+        if torch_foreach_math:
+            _foreach_math_tail(bucket, p, m, v, bc1, bc2, rect, lr=lr, eps=eps, scratch=scratch)
+        else:
+            _single_math_tail(bucket, p, m, v, bc1, bc2, rect, lr=lr, eps=eps, scratch=scratch)
+
+
+def _foreach_math_tail(bucket, p, m, v, bc1, bc2, rect, *, lr, eps, scratch) -> None:
+    # The scalars are torch's own expressions: a rectified tensor divides by
+    # -sqrt(bc2) * lr * r / bc1 and adds -0.0 (an exact no-op, so it is skipped); an un-rectified
+    # one divides by -0.0 (giving -0 after the reciprocal) and adds -lr / bc1.
+    unrectified = [0 if r > 0 else 1.0 for r in rect]
+    unrect_step = [(lr * u / b) * -1 for u, b in zip(unrectified, bc1, strict=True)]
+    divisor = [(b2**0.5) * (lr * r / b1) * -1 for b1, b2, r in zip(bc1, bc2, rect, strict=True)]
+    buffer = _sqrt(bucket, v, scratch, 0)
+    torch._foreach_add_(buffer, eps)
+    torch._foreach_div_(buffer, divisor)
+    torch._foreach_reciprocal_(buffer)
+    if any(unrectified):
+        torch._foreach_add_(buffer, unrect_step)
+    torch._foreach_addcmul_(p, m, buffer)
+
+
+def _single_math_tail(bucket, p, m, v, bc1, bc2, rect, *, lr, eps, scratch) -> None:
+    update = _div(bucket, m, bc1, scratch, 0)
+    torch._foreach_mul_(update, lr)
+    rectified = [k for k, r in enumerate(rect) if r > 0]
+    if rectified:
+        # sqrt(bc2) / (sqrt(v) + eps) is computed by torch as reciprocal(...) * sqrt(bc2)
+        adaptive = _sqrt(bucket, [v[k] for k in rectified], scratch, 1)
+        torch._foreach_add_(adaptive, eps)
+        torch._foreach_reciprocal_(adaptive)
+        torch._foreach_mul_(adaptive, [bc2[k] ** 0.5 for k in rectified])
+        rectified_update = [update[k] for k in rectified]
+        torch._foreach_mul_(rectified_update, adaptive)
+        torch._foreach_mul_(rectified_update, [rect[k] for k in rectified])
+    torch._foreach_sub_(p, update)
+
+
+def ligi_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    steps: list[int],
+    *,
+    beta1: float,
+    beta2: float,
+    gamma: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    scratch: Scratch | None,
+) -> None:
+    """One Ligi step on every tensor (``steps`` already counts this step)."""
+    if not params:
+        return
+    corrections = [beta1 * (1 - beta2 ** (t - 1)) + (1 - beta1) for t in steps]
+    if weight_decay != 0:
+        torch._foreach_mul_(params, 1 - lr * weight_decay)
+    for bucket in buckets([params, grads, exp_avgs]):
+        p, g, m = (bucket.column(k) for k in range(3))
+        if bucket.single and scratch is not None:
+            c, abs_g, abs_c = (scratch.get(m[0], slot) for slot in range(3))
+            torch.lerp(m[0], g[0], 1 - beta1, out=c)
+            torch.abs(g[0], out=abs_g)
+            c, abs_g, abs_c = [c], [abs_g], [abs_c]
+        else:
+            c = torch._foreach_lerp(m, g, 1 - beta1)
+            abs_g = torch._foreach_abs(g)
+            abs_c = None
+        # c = (beta1 m + (1 - beta1) g) / bc, interpolated with one rounding less than mul + add
+        torch._foreach_div_(c, [corrections[i] for i in bucket.index])
+        torch._foreach_lerp_(m, g, 1 - beta2)
+        if abs_c is None:
+            abs_c = torch._foreach_abs(c)
+        else:
+            torch.abs(c[0], out=abs_c[0])
+        # denominator = gamma |c| + (1 - gamma) |g| + eps, as one interpolation
+        torch._foreach_lerp_(abs_g, abs_c, gamma)
+        torch._foreach_add_(abs_g, eps)
+        torch._foreach_addcdiv_(p, c, abs_g, value=-lr)

@@ -1,0 +1,292 @@
+"""Train a policy on a gymnasium environment with evolution strategies.
+
+    python sample_scripts/rl.py                        # CartPole-v1, solved in a few seconds
+    python sample_scripts/rl.py --env Pendulum-v1
+    python sample_scripts/rl.py --env HalfCheetah-v5   # needs: pip install "es_opt[mujoco]"
+    python sample_scripts/rl.py --eval-only runs/rl/CartPole-v1/policy.pt --render cartpole.gif
+
+Each environment has tuned defaults (PRESETS below); every flag overrides them. Training stops
+when the greedy policy (the current center, no perturbation) reaches the target mean return over
+``--eval-episodes`` episodes on seeds never used in training. The run writes a checkpoint
+(policy.pt: weights, optimizer state, observation normaliser, configuration), a CSV log and a
+learning curve (curve.png) to ``--out/<env>``, and prints the final evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import es_opt
+from es_opt.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
+from es_opt.checkpoint import load_checkpoint, save_checkpoint
+from es_opt.optim import Ligi, RangerLite
+from es_opt.rl import EpisodeReturn, EpisodeSamples, greedy_returns
+
+EVAL_SEEDS_START = 10**9  # training seeds are 63-bit hashes: these are never trained on
+
+# Tuned per environment (measured on a 2-core laptop-class CPU; see docs/rl.md).
+PRESETS: dict[str, dict] = {
+    "CartPole-v1": dict(policy="linear", sigma=0.1, n_samples=10, lr=0.05, normalize=False),
+    "Acrobot-v1": dict(policy="linear", sigma=0.1, n_samples=20, lr=0.05, normalize=True),
+    "Pendulum-v1": dict(
+        policy="mlp", hidden=32, sigma=0.1, n_samples=40, lr=0.03, normalize=True, target=-200.0
+    ),
+    "MountainCarContinuous-v0": dict(
+        policy="linear", sigma=0.5, n_samples=20, lr=0.05, normalize=True, target=90.0
+    ),
+    "HalfCheetah-v5": dict(
+        policy="linear", sigma=0.03, n_samples=32, lr=0.02, normalize=True, target=3000.0
+    ),
+    "Hopper-v5": dict(policy="linear", sigma=0.03, n_samples=32, lr=0.02, normalize=True),
+    "Swimmer-v5": dict(policy="linear", sigma=0.05, n_samples=16, lr=0.05, normalize=False),
+}
+DEFAULTS = dict(
+    policy="mlp", hidden=32, sigma=0.1, n_samples=40, lr=0.02, normalize=True, target=None
+)
+OPTIMIZERS = ("rangerlite", "adam", "sgd", "ligi")
+RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
+    "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
+    "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every",
+)  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--env", default="CartPole-v1", help="gymnasium environment id")
+    p.add_argument("--seed", type=int, default=0, help="seed of the whole run")
+    p.add_argument("--sigma", type=float, help="perturbation standard deviation")
+    p.add_argument("--n-samples", type=int, help="evaluations per generation (even)")
+    p.add_argument("--lr", type=float, help="learning rate of the inner optimizer")
+    p.add_argument("--generations", type=int, default=1000, help="most generations to run")
+    p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="rangerlite", help="inner optimizer")
+    p.add_argument(
+        "--strategy", choices=[s.value for s in es_opt.SamplingStrategy], default="all",
+        help="which layers each generation perturbs",
+    )  # fmt: skip
+    p.add_argument("--backend", choices=("serial", "multiprocess", "ray"), default="serial")
+    p.add_argument("--workers", type=int, help="worker processes (multiprocess, ray)")
+    p.add_argument("--policy", choices=("linear", "mlp"), help="policy network")
+    p.add_argument("--hidden", type=int, help="hidden units of the mlp policy")
+    p.add_argument("--episodes", type=int, default=1, help="episodes per evaluation")
+    p.add_argument("--max-episode-steps", type=int, help="step cap of training episodes")
+    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="obs. normalisation")
+    p.add_argument("--action", choices=("clip", "tanh"), default="clip", help="Box action mapping")
+    p.add_argument("--no-vectorize", action="store_true", help="one evaluation at a time")
+    p.add_argument("--target", type=float, help="mean greedy return that counts as solved")
+    p.add_argument("--eval-episodes", type=int, default=10, help="greedy evaluation episodes")
+    p.add_argument("--eval-every", type=int, default=10, help="evaluate at least this often")
+    p.add_argument("--out", type=Path, default=Path("runs/rl"), help="output folder")
+    p.add_argument("--resume", type=Path, help="continue the run saved in this checkpoint")
+    p.add_argument("--eval-only", type=Path, help="evaluate (and --render) a saved policy")
+    p.add_argument("--render", type=Path, help="save an animation of the trained policy (.gif)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    preset = {**DEFAULTS, **PRESETS.get(args.env, {})}
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
+def build_net(args: argparse.Namespace, obs_dim: int, n_outputs: int) -> nn.Module:
+    torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
+    if args.policy == "linear":
+        net = nn.Linear(obs_dim, n_outputs)
+        nn.init.zeros_(net.weight)  # ARS-style: start from the zero policy
+        nn.init.zeros_(net.bias)
+        return net
+    net = nn.Sequential(
+        nn.Linear(obs_dim, args.hidden), nn.Tanh(), nn.Linear(args.hidden, n_outputs)
+    )
+    nn.init.zeros_(net[2].weight)  # every member starts near the same (neutral) policy
+    nn.init.zeros_(net[2].bias)
+    return net
+
+
+def build_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "rangerlite":
+        return RangerLite(params, lr=lr)
+    if name == "ligi":
+        return Ligi(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def build(args: argparse.Namespace):
+    objective = EpisodeReturn(
+        args.env,
+        episodes=args.episodes,
+        max_episode_steps=args.max_episode_steps,
+        action=args.action,
+        normalize_observations=args.normalize,
+    )
+    objective.vectorize = not args.no_vectorize
+    net = build_net(args, objective.obs_dim, objective.action_map.n_outputs)
+    model = es_opt.Model(net, strategy=args.strategy)
+    es = es_opt.ESOptimizer(
+        model,
+        build_optimizer(args.optimizer, net.parameters(), args.lr),
+        objective_fn=objective,
+        sigma=args.sigma,
+        n_samples=args.n_samples,
+        n_workers=args.workers,
+        seed=args.seed,
+        backend=args.backend,
+    )
+    return objective, net, es
+
+
+def target_of(args: argparse.Namespace, objective: EpisodeReturn) -> float | None:
+    if args.target is not None:
+        return args.target
+    probe = objective.make_env()
+    threshold = getattr(probe.spec, "reward_threshold", None)
+    probe.close()
+    return threshold
+
+
+class SolvedCheck(Callback):
+    """Evaluates the greedy center when it may be solved (some member reached the target) or
+    every ``every`` generations, and stops the run once its mean return reaches the target."""
+
+    def __init__(self, objective, net, env, seeds, target, every, max_episode_steps):
+        self.objective, self.net, self.env, self.seeds = objective, net, env, seeds
+        self.target, self.every, self.max_steps = target, every, max_episode_steps
+        self.last_eval, self.last_mean, self.solved = -1, float("nan"), False
+
+    def evaluate(self) -> np.ndarray:
+        policy = self.objective.policy(self.net)
+        return greedy_returns(policy, self.env, self.seeds, max_episode_steps=self.max_steps)
+
+    def on_step(self, es, result) -> bool:
+        promising = self.target is not None and result.fitness_max[0] >= self.target
+        if promising or result.generation - self.last_eval >= self.every:
+            self.last_eval = result.generation
+            self.last_mean = float(self.evaluate().mean())
+            self.solved = self.target is not None and self.last_mean >= self.target
+        return self.solved
+
+
+def check_render(args: argparse.Namespace, objective: EpisodeReturn) -> None:
+    """Fails before training when rendering cannot work (missing extra)."""
+    import gymnasium as gym
+
+    try:
+        import PIL  # noqa: F401
+
+        env = objective.make_env(render_mode="rgb_array")
+        env.reset(seed=0)
+        env.render()
+        env.close()
+    except (ImportError, gym.error.DependencyNotInstalled) as exc:
+        sys.exit(f'--render needs the rendering extra: pip install "es_opt[render]" ({exc})')
+
+
+def render(path: Path, objective: EpisodeReturn, net: nn.Module, seed: int) -> None:
+    from PIL import Image
+
+    policy = objective.policy(net)
+    env = objective.make_env(render_mode="rgb_array")
+    obs, _ = env.reset(seed=seed)
+    frames, done = [env.render()], False
+    while not done and len(frames) < 1000:
+        obs, _, terminated, truncated, _ = env.step(policy.act(np.asarray(obs, np.float32)))
+        frames.append(env.render())
+        done = terminated or truncated
+    env.close()
+    images = [Image.fromarray(frame) for frame in frames[::2]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=40, loop=0)
+    print(f"animation: {path} ({len(frames)} frames)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # tiny policies: threads cost more than they give
+    saved = args.eval_only or args.resume
+    if saved is not None:  # the saved run's settings; this command chooses only how to run it
+        config = load_checkpoint(saved)["config"]
+        for key in RUN_SETTINGS:
+            setattr(args, key, config[key])
+    objective, net, es = build(args)
+    if args.render is not None:
+        check_render(args, objective)
+    out = args.out / args.env
+    seeds = tuple(range(EVAL_SEEDS_START, EVAL_SEEDS_START + args.eval_episodes))
+    target = target_of(args, objective)
+    if saved is not None:
+        load_checkpoint(saved, es)
+    if args.eval_only is None:
+        train(args, objective, net, es, out, seeds, target)
+    returns = greedy_returns(
+        objective.policy(net), args.env, seeds, max_episode_steps=args.max_episode_steps
+    )
+    verdict = "" if target is None else (" (solved)" if returns.mean() >= target else "")
+    print(
+        f"{args.env}: greedy return {returns.mean():.1f} ± {returns.std():.1f} over "
+        f"{len(returns)} unseen episodes{verdict} after {es.generation} generations"
+    )
+    if args.render is not None:
+        render(args.render, objective, net, seeds[0])
+    es.close()
+    return 0
+
+
+def train(args, objective, net, es, out: Path, seeds, target) -> None:
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    check = SolvedCheck(
+        objective, net, args.env, seeds, target, args.eval_every, args.max_episode_steps
+    )
+    start = time.perf_counter()
+    callbacks: list[Callback] = [check, CSVLogger(out / "log.csv")]
+    if not args.quiet:
+        callbacks.insert(
+            0,
+            ProgressBar(
+                objective_names=["return"],
+                extra=lambda r: {
+                    "episodes": (r.generation + 1) * args.n_samples * args.episodes,
+                    "eval": check.last_mean,
+                    "elapsed": f"{time.perf_counter() - start:.1f}s",
+                },
+                desc=args.env,
+            ),
+        )
+    callbacks.append(Checkpoint(out / "policy.pt", every=50, config=config))
+    history = es.fit(
+        lambda generation: EpisodeSamples.for_generation(args.seed, generation, args.episodes),
+        generations=max(0, args.generations - es.generation),
+        callbacks=callbacks,
+        stop_when=lambda r: (
+            args.time_limit is not None and time.perf_counter() - start > args.time_limit
+        ),
+    )
+    elapsed = time.perf_counter() - start
+    state = "solved" if check.solved else "not solved"
+    print(
+        f"{state} in {elapsed:.1f}s, {es.generation} generations, {objective.steps} environment "
+        f"steps; checkpoint {out / 'policy.pt'}"
+    )
+    save_checkpoint(out / "policy.pt", es, config=config, extra={"solved": check.solved})
+    try:
+        from es_opt.plot import plot_history
+
+        plot_history(
+            history, out / "curve.png", title=f"{args.env} (ES)", objective_names=["return"]
+        )
+        print(f"learning curve: {out / 'curve.png'}")
+    except ImportError as exc:
+        print(f"no learning curve ({exc})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Faults in the multiprocess pool: nothing half-done, nothing left behind.
+
+The faulty objective acts on one chosen member of the population, recognised by its parameters
+(``trigger``, sent to the workers with the generation's state). With a ``marker`` file it acts only
+once, whichever process meets the member first, so that the retried or next step runs clean.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+from es_opt import EvaluationError
+
+from .test_evaluators_pool import Regression, batch, make_es, run, trainable_state, wait_dead
+
+
+class Faulty(Regression):
+    def __init__(self, action: str, *, marker: str | None = None):
+        super().__init__()
+        self.action = action
+        self.marker = marker
+        self.trigger: torch.Tensor | None = None
+        self.main_pid = os.getpid()
+
+    def __call__(self, model, samples):
+        flat = torch.cat([p.detach().reshape(-1) for p in model.net.parameters()])
+        if self.trigger is not None and torch.equal(flat, self.trigger) and self._arm():
+            if self.action == "raise":
+                raise_from_the_objective()
+            if self.action == "kill" and os.getpid() != self.main_pid:
+                os.kill(os.getpid(), signal.SIGKILL)
+            if self.action == "sleep":
+                time.sleep(30)
+            if self.action == "junk":
+                return "not a number"
+        return super().__call__(model, samples)
+
+    def _arm(self) -> bool:
+        if self.marker is None:
+            return True
+        try:
+            with open(self.marker, "x"):
+                return True
+        except FileExistsError:
+            return False
+
+    def generation_state(self):
+        return (self.offset, self.trigger)
+
+    def set_generation_state(self, state):
+        self.offset, self.trigger = state
+
+
+def raise_from_the_objective():
+    raise ArithmeticError("boom in the objective")
+
+
+def snapshot(es):
+    return (
+        trainable_state(es.model.net),
+        [None if p.grad is None else p.grad.clone() for p in es.model.net.parameters()],
+        copy.deepcopy(es.optimizer.state_dict()),
+        es.generation,
+    )
+
+
+def assert_untouched(es, before):
+    params, grads, optimizer, generation = snapshot(es)
+    assert es.generation == before[3] == generation
+    for name in params:
+        assert torch.equal(params[name], before[0][name]), name
+    for a, b in zip(grads, before[1], strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    assert str(optimizer) == str(before[2])
+
+
+def arm(es, index: int):
+    """Points the objective at evaluation ``index`` of the coming generation."""
+    es.objective_fn.trigger = es.ask().parameters(index).clone()
+
+
+def test_objective_error_carries_traceback_and_index_and_changes_nothing(tmp_path):
+    es = make_es("multiprocess", n_workers=2, objective=Faulty("raise", marker=str(tmp_path / "m")))
+    run(es, 1)
+    arm(es, 7)
+    before = snapshot(es)
+    with pytest.raises(EvaluationError, match="ArithmeticError: boom in the objective") as info:
+        es.gradient_step(batch(1))
+    assert info.value.index == 7
+    assert "raise_from_the_objective" in info.value.worker_traceback
+    assert_untouched(es, before)
+    es.gradient_step(batch(1))  # the next step works, with the same workers
+    assert es.generation == 2
+    es.close()
+
+
+def test_unusable_return_value_raises_like_serial(tmp_path):
+    errors = []
+    for backend, name in (("serial", "s"), ("multiprocess", "p")):
+        es = make_es(backend, n_workers=2, objective=Faulty("junk", marker=str(tmp_path / name)))
+        arm(es, 4)
+        before = snapshot(es)
+        with pytest.raises(TypeError) as info:
+            es.gradient_step(batch(0))
+        errors.append(str(info.value))
+        assert_untouched(es, before)
+        es.close()
+    assert errors[0] == errors[1] and "evaluation 4" in errors[0]
+
+
+def test_killed_worker_is_replaced_and_the_step_completes_identically(tmp_path):
+    expected = run(make_es(), 3)
+    es = make_es("multiprocess", n_workers=2, objective=Faulty("kill", marker=str(tmp_path / "m")))
+    run(es, 1)
+    pids = es.evaluator.worker_pids()
+    arm(es, 5)
+    run(es, 2, first=1)
+    assert os.path.exists(tmp_path / "m")  # a worker really was killed
+    replaced = set(pids) - set(es.evaluator.worker_pids())
+    assert len(replaced) == 1 and wait_dead(replaced) == []
+    assert_equal(trainable_state(es.model.net), expected)
+    es.close()
+
+
+@pytest.mark.parametrize("max_retries", [0, 2])
+def test_past_max_retries_a_clear_error_and_untouched_state(max_retries):
+    es = make_es("multiprocess", n_workers=2, max_retries=max_retries, objective=Faulty("kill"))
+    run(es, 1)
+    arm(es, 3)
+    before = snapshot(es)
+    with pytest.raises(EvaluationError, match="killed by signal 9") as info:
+        es.gradient_step(batch(1))
+    assert f"retried {max_retries} time(s) (max_retries={max_retries})" in str(info.value)
+    # which evaluation killed the worker is unknown: the error names the lost chunk (6 pairs on
+    # 2 workers: the first chunk holds pairs 0 and 1)
+    assert info.value.index == 0 and "evaluations 0..3" in str(info.value)
+    assert_untouched(es, before)
+    es.objective_fn.trigger = None
+    es.gradient_step(batch(1))
+    assert es.generation == 2
+    es.close()
+
+
+def test_hanging_objective_times_out_and_the_next_step_works(tmp_path):
+    es = make_es(
+        "multiprocess",
+        n_workers=2,
+        eval_timeout=1.0,
+        objective=Faulty("sleep", marker=str(tmp_path / "m")),
+    )
+    run(es, 1)
+    arm(es, 10)
+    before = snapshot(es)
+    start = time.monotonic()
+    with pytest.raises(EvaluationError, match=r"eval_timeout=1.0 s per evaluation") as info:
+        es.gradient_step(batch(1))
+    assert time.monotonic() - start < 20
+    assert info.value.index == 10
+    assert_untouched(es, before)
+    es.gradient_step(batch(1))
+    es.close()
+
+
+def descendants() -> set[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_keyboard_interrupt_terminates_workers_and_leaves_state_untouched(tmp_path):
+    es = make_es("multiprocess", n_workers=2, objective=Faulty("sleep", marker=str(tmp_path / "m")))
+    run(es, 1)
+    workers = set(es.evaluator.worker_pids())
+    others = descendants() - workers  # e.g. the fork server, which outlives any one pool
+    assert workers <= descendants()
+    arm(es, 0)
+    before = snapshot(es)
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        es.gradient_step(batch(1))
+    timer.join()
+    assert time.monotonic() - start < 10
+    assert wait_dead(workers, timeout=5) == []
+    assert descendants() - others == set()
+    assert_untouched(es, before)
+    es.gradient_step(batch(1))  # fresh workers
+    assert es.generation == 2 and not workers & set(es.evaluator.worker_pids())
+    es.close()
+
+
+class Unloadable(Regression):
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def _refuse():
+    raise RuntimeError("cannot be rebuilt here")
+
+
+def test_objective_that_cannot_load_in_a_worker_is_reported():
+    es = make_es("multiprocess", n_workers=1, objective=Unloadable())
+    with pytest.raises(EvaluationError, match="could not load the model and the objective") as info:
+        es.gradient_step(batch(0))
+    assert "cannot be rebuilt here" in info.value.worker_traceback
+    es.close()
+
+
+class Unpicklable(Regression):
+    def __init__(self):
+        super().__init__()
+        self.stream = (i for i in range(3))
+
+
+def test_unpicklable_objective_is_a_type_error_that_says_what_to_do():
+    es = make_es("multiprocess", n_workers=1, objective=Unpicklable())
+    with pytest.raises(TypeError, match="must be picklable .* 'multiprocess' backend"):
+        es.gradient_step(batch(0))
+    assert es.generation == 0
+    es.close()
+
+
+def assert_equal(a, b):
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
