@@ -13,6 +13,7 @@ from .objective import Objective, Samples
 from .optimizer import ESOptimizer
 from .population import Population
 from .result import StepResult
+from .training import History
 
 __version__ = "0.1.0"
 
@@ -20,6 +21,7 @@ __all__ = [
     "ESOptimizer",
     "Evaluation",
     "EvaluationError",
+    "History",
     "Evaluator",
     "MissingExtraError",
     "Model",

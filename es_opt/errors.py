@@ -58,11 +58,15 @@ class MissingExtraError(ImportError):
         self.extra = extra
 
 
-def require(module: str, extra: str, feature: str = "this feature"):
-    """Imports ``module`` or raises :class:`MissingExtraError` naming the extra to install."""
+def require(module: str, extra: str, feature: str = "this feature", *, package: str | None = None):
+    """Imports ``module`` or raises :class:`MissingExtraError` naming the extra to install.
+
+    ``package`` is the name to report (defaults to the module's top-level name; pass it when they
+    differ, e.g. ``require("torch.utils.tensorboard", "tensorboard", package="tensorboard")``).
+    """
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(module.split(".")[0], extra, feature) from exc
+        raise MissingExtraError(package or module.split(".")[0], extra, feature) from exc

@@ -21,7 +21,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .model import Model
-from .population import Population
+from .population import Population, perturb
 
 __all__ = ["StackedModel", "VectorizationError"]
 
@@ -95,7 +95,7 @@ class StackedModel:
         self.model = model
         self.population = population
         self.indices = list(indices)
-        self.stacked = population.unflatten(population.stacked_parameters(self.indices))
+        self.stacked = population.unflatten(_stacked_parameters(population, self.indices))
         net = model.net
         self.shared = {
             name: param.detach()
@@ -168,6 +168,24 @@ class StackedModel:
             for handle in handles:
                 handle.remove()
         return None  # it did not fail a second time: nothing certain to report
+
+
+def _stacked_parameters(population: Population, indices: list[int]) -> torch.Tensor:
+    """``population.stacked_parameters(indices)`` bit for bit, drawing each pair's ε once: the
+    two members of a pair share it, and drawing noise dominates small batched evaluations."""
+    for index in indices:
+        if not 0 <= index < population.n_evals:
+            raise IndexError(
+                f"evaluation index {index} out of range for {population.n_evals} evaluations"
+            )
+    pairs = sorted({index // 2 for index in indices})
+    row_of = {pair: row for row, pair in enumerate(pairs)}
+    eps = population.perturbations(pairs)[[row_of[index // 2] for index in indices]]
+    center = population.center
+    scale = torch.tensor(
+        [population.sign(i) * population.sigma for i in indices], dtype=center.dtype
+    ).unsqueeze(1)
+    return perturb(center, eps, scale.to(center.device))
 
 
 def _push(running: list, name: str, module: nn.Module):
