@@ -134,7 +134,11 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             f"{path} is malformed: shape {shape} needs {expected} bytes of data, got "
             f"{len(data) - header}"
         )
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    return (
+        np.frombuffer(data, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
 
 
 def _find(data_dir: Path, stem: str) -> Path:

@@ -48,7 +48,9 @@ class VectorizationError(RuntimeError):
     """
 
     def __init__(self, module_name: str, module_type: str, reason: str, hint: str = ""):
-        where = f"module {module_name!r} ({module_type})" if module_name else f"the net ({module_type})"
+        where = (
+            f"module {module_name!r} ({module_type})" if module_name else f"the net ({module_type})"
+        )
         advice = f"{hint}; or {ONE_AT_A_TIME_HINT}" if hint else ONE_AT_A_TIME_HINT
         super().__init__(
             f"{where} cannot be evaluated for a stacked population with torch.func.vmap: "

@@ -464,8 +464,6 @@ def _check_optimizer_holds(optimizer: Any, model: Model) -> None:
 
 
 def _default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    try:
-        from .optim import RangerLite
-    except ImportError:
-        return torch.optim.RAdam(params, lr=DEFAULT_LR, decoupled_weight_decay=True)
+    from .optim import RangerLite
+
     return RangerLite(params, lr=DEFAULT_LR)

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..objective import Objective
 from .envs import EnvFactory, check_observation_space, make_env
-from .normalization import ObservationNormalizer
+from .normalization import ObservationNormalizer, ObservationStats
 from .policy import ActionMap, Policy
 from .samples import EpisodeSamples
 from .vector import MaskedVectorEnv, Rollouts, StepMetric, play, stacked_forward
@@ -40,6 +40,9 @@ class EpisodeReturn(Objective):
             each episode and averaged over episodes (e.g. a control cost). With it the objective
             returns two values per evaluation: give ``ESOptimizer`` two ``obj_weights``.
         env_kwargs: options for ``gymnasium.make`` (with an environment id).
+        vectorize: ``False`` evaluates one member at a time (same fitness, slower).
+        max_batch: most members per vectorised call (``None``: es_opt picks, see
+            :mod:`es_opt.vectorized`).
 
     Vectorised path: :meth:`evaluate_population` plays a whole chunk of the population at once
     (one sub-environment per evaluation and episode, one batched forward per time step) and
@@ -66,6 +69,8 @@ class EpisodeReturn(Objective):
         obs_clip: float | None = 5.0,
         second_objective: str | StepMetric | None = None,
         env_kwargs: dict[str, Any] | None = None,
+        vectorize: bool = True,
+        max_batch: int | None = None,
     ):
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
@@ -87,6 +92,8 @@ class EpisodeReturn(Objective):
         if isinstance(env, str) and max_episode_steps is not None:
             self.env_kwargs.setdefault("max_episode_steps", max_episode_steps)
         self.second_objective = second_objective
+        self.vectorize = bool(vectorize)
+        self.max_batch = max_batch
         probe = self.make_env()  # fails now, with a clear message, rather than in a worker
         try:
             self.obs_dim = check_observation_space(probe.observation_space)
@@ -127,6 +134,7 @@ class EpisodeReturn(Objective):
         state = self.__dict__.copy()
         state["_venvs"] = {}
         state["_last_stats"] = None
+        state["_checked_net"] = None
         return state
 
     # -- evaluation ----------------------------------------------------------------------------
@@ -216,8 +224,6 @@ class EpisodeReturn(Objective):
         for the next generation."""
         if self.normalizer is None:
             return
-        from .normalization import ObservationStats
-
         flat: list[ObservationStats] = []
         for item in stats:
             if item is None:

@@ -1,0 +1,207 @@
+"""Train a classifier on raw accuracy (no gradient) with evolution strategies.
+
+    python sample_scripts/supervised.py                     # digits, 64-32-10 MLP, ~96 % in seconds
+    python sample_scripts/supervised.py --model cnn
+    python sample_scripts/supervised.py --l1-weight 0.1     # accuracy vs L1 norm of the weights
+    python sample_scripts/supervised.py --data-dir ~/mnist  # MNIST from local IDX files
+
+The default data set is scikit-learn's bundled 8×8 digits (no download), split 80/20 stratified
+and standardised. Every generation evaluates ``--n-samples`` perturbed networks on the training
+set (or a ``--batch-size`` minibatch) in batched calls (torch.func.vmap), and the test accuracy of
+the center is checked every ``--eval-every`` generations. The run prints the final test accuracy,
+the time and the number of evaluations, when the test accuracy first reached 96 %, and saves a
+CSV log and a learning curve under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import es_opt
+from es_opt.callbacks import Callback, CSVLogger, ProgressBar
+from es_opt.datasets import load_digits, load_mnist
+from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
+
+MILESTONE = 0.96  # the test accuracy whose first crossing is reported (and benchmarked)
+
+
+@dataclass
+class Args:
+    seed: int = field(default=0, metadata={"help": "seed of the run (weights, noise, batches)"})
+    data_dir: str = field(
+        default="", metadata={"help": "folder of MNIST IDX files (default: digits)"}
+    )
+    model: str = field(default="mlp", metadata={"help": "mlp or cnn"})
+    hidden: int = field(default=32, metadata={"help": "hidden units of the mlp"})
+    objective: str = field(default="accuracy", metadata={"help": "accuracy or cross_entropy"})
+    l1_weight: float = field(default=0.0, metadata={"help": "> 0: also minimise the L1 norm"})
+    sigma: float = field(default=0.05, metadata={"help": "perturbation standard deviation"})
+    n_samples: int = field(default=100, metadata={"help": "evaluations per generation (even)"})
+    lr: float = field(default=0.05, metadata={"help": "learning rate of the inner optimizer"})
+    optimizer: str = field(default="adam", metadata={"help": "rangerlite, adam, sgd or ligi"})
+    batch_size: int = field(default=0, metadata={"help": "examples per generation (0: all)"})
+    generations: int = field(default=150, metadata={"help": "generations to run"})
+    target: float = field(default=0.0, metadata={"help": "stop at this test accuracy (0: never)"})
+    eval_every: int = field(default=5, metadata={"help": "test the center every N generations"})
+    backend: str = field(default="serial", metadata={"help": "serial, multiprocess or ray"})
+    workers: int = field(default=0, metadata={"help": "workers of the parallel backends (0: auto)"})
+    max_batch: int = field(default=0, metadata={"help": "members per batched call (0: auto)"})
+    no_vectorize: bool = field(default=False, metadata={"help": "evaluate one member at a time"})
+    out: str = field(default="runs/supervised", metadata={"help": "folder for the log and curve"})
+    quiet: bool = field(default=False, metadata={"help": "no progress bar"})
+
+
+CHOICES = {
+    "model": ("mlp", "cnn"),
+    "objective": ("accuracy", "cross_entropy"),
+    "optimizer": ("rangerlite", "adam", "sgd", "ligi"),
+    "backend": ("serial", "multiprocess", "ray"),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type == "bool":
+            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type]
+            parser.add_argument(
+                flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
+                help=f"{f.metadata['help']} (default: {f.default!r})",
+            )  # fmt: skip
+    return Args(**vars(parser.parse_args(argv)))
+
+
+def build_net(args: Args, n_features: int, n_classes: int) -> nn.Module:
+    torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
+    if args.model == "mlp":
+        return nn.Sequential(
+            nn.Linear(n_features, args.hidden), nn.Tanh(), nn.Linear(args.hidden, n_classes)
+        )
+    side = int(round(n_features**0.5))
+    return nn.Sequential(
+        nn.Unflatten(1, (1, side, side)),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * (side // 2) ** 2, n_classes),
+    )
+
+
+def build_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    from es_opt.optim import Ligi, RangerLite
+
+    makers = {
+        "rangerlite": lambda: RangerLite(params, lr=lr),
+        "ligi": lambda: Ligi(params, lr=lr),
+        "adam": lambda: torch.optim.Adam(params, lr=lr),
+        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9),
+    }
+    return makers[name]()
+
+
+def build_objective(args: Args):
+    options = dict(max_batch=args.max_batch or None, vectorize=not args.no_vectorize)
+    if args.model == "cnn" and not args.max_batch:
+        options["max_batch"] = 25  # conv activations are ~60x the MLP's: bound their memory
+    main = Accuracy(**options) if args.objective == "accuracy" else NegativeCrossEntropy(**options)
+    if args.l1_weight > 0:
+        return MultiObjective(main, L1Norm(**options)), [1.0, -args.l1_weight]
+    return main, [1.0]
+
+
+class TestAccuracy(Callback):
+    """Tests the center every ``every`` generations; records when it first reached
+    :data:`MILESTONE` and stops the run at ``target``."""
+
+    def __init__(self, model: es_opt.Model, test, every: int, target: float, start: float):
+        self.model, self.test, self.every, self.target = model, test, every, target
+        self.start, self.accuracy, self.milestone = start, float("nan"), None
+
+    def measure(self) -> float:
+        with torch.no_grad():
+            self.accuracy = Accuracy()(self.model, self.test)
+        if self.milestone is None and self.accuracy >= MILESTONE:
+            self.milestone = (time.perf_counter() - self.start, self.generation)
+        return self.accuracy
+
+    def on_step(self, es, result) -> bool:
+        self.generation = result.generation
+        if (result.generation + 1) % self.every == 0:
+            self.measure()
+        return self.target > 0 and self.accuracy >= self.target
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.data_dir:
+        train, test = load_mnist(args.data_dir)
+    else:
+        train, test = load_digits(seed=0)  # a fixed split: runs with different seeds compare
+    n_classes = int(train.targets.max()) + 1
+    net = build_net(args, train.inputs.shape[1], n_classes)
+    objective, weights = build_objective(args)
+    es = es_opt.ESOptimizer(
+        es_opt.Model(net),
+        build_optimizer(args.optimizer, net.parameters(), args.lr),
+        objective_fn=objective,
+        obj_weights=weights,
+        sigma=args.sigma,
+        n_samples=args.n_samples,
+        n_workers=args.workers or None,
+        seed=args.seed,
+        backend=args.backend,
+    )
+
+    def samples(generation: int):
+        if args.batch_size <= 0:
+            return train
+        return train.minibatch(args.batch_size, seed=args.seed, generation=generation)
+
+    out = Path(args.out)
+    start = time.perf_counter()
+    check = TestAccuracy(es.model, test, args.eval_every, args.target, start)
+    names = ["accuracy" if args.objective == "accuracy" else "-CE"] + ["L1"] * (len(weights) - 1)
+    callbacks: list[Callback] = [check, CSVLogger(out / "log.csv")]
+    if not args.quiet:
+        extra = lambda result: {"test": f"{check.accuracy:.3f}"}  # noqa: E731
+        callbacks.insert(0, ProgressBar(objective_names=names, extra=extra, desc="digits"))
+    with es:
+        history = es.fit(samples, generations=args.generations, callbacks=callbacks)
+    elapsed = time.perf_counter() - start
+    accuracy = check.measure()
+    evaluations = sum(result.n_evals for result in history)
+    print(
+        f"test accuracy {accuracy:.4f} after {len(history)} generations, {evaluations} "
+        f"evaluations, {elapsed:.1f} s"
+    )
+    if check.milestone is not None:
+        seconds, generation = check.milestone
+        print(f"test accuracy reached {MILESTONE:.0%} at generation {generation}, {seconds:.1f} s")
+    if args.l1_weight > 0:
+        print(f"L1 norm of the weights {L1Norm()(es.model, None):.1f}")
+    try:
+        from es_opt.plot import plot_history
+
+        plot_history(history, out / "curve.png", title="ES on raw accuracy", objective_names=names)
+        print(f"learning curve: {out / 'curve.png'}")
+    except ImportError as exc:  # matplotlib is an optional extra
+        print(f"no learning curve ({exc})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
