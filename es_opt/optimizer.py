@@ -10,8 +10,6 @@ optimizer as the gradient (the objective is maximised). References: Salimans et 
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +18,17 @@ import torch
 from torch import nn
 
 from . import shaping as shaping_lib
+from ._checks import (
+    DEFAULT_LR,
+    check_n_samples,
+    check_optimizer_holds,
+    check_parameters,
+    check_seed,
+    check_shaping,
+    check_sigma,
+    check_weights,
+    default_optimizer,
+)
 from .estimator import estimate_gradient
 from .evaluators import BACKENDS, Evaluator, make_evaluator
 from .model import Model, SamplingStrategy
@@ -31,9 +40,6 @@ __all__ = ["ESOptimizer", "DEFAULT_LR"]
 
 BACKEND_OPTIONS = ("ray_address", "max_retries", "eval_timeout", "worker_threads")
 """Keyword arguments passed through to the backend (besides ``n_workers`` and ``devices``)."""
-
-DEFAULT_LR = 1e-2
-"""Learning rate of the default inner optimizer (RangerLite), as OpenAI's ES used Adam at 0.01."""
 
 
 class ESOptimizer:
@@ -104,12 +110,12 @@ class ESOptimizer:
                 "objective_fn must be an es_opt.Objective or a callable (model, samples) -> "
                 f"score, got {type(objective_fn).__name__}"
             )
-        self._sigma = _check_sigma(sigma)
-        self.n_samples = _check_n_samples(n_samples)
-        self.obj_weights = _check_weights(obj_weights)
-        self.seed = _check_seed(seed)
-        self.shaping_name, self._shape = _check_shaping(shaping)
-        _check_parameters(model)
+        self._sigma = check_sigma(sigma)
+        self.n_samples = check_n_samples(n_samples)
+        self.obj_weights = check_weights(obj_weights)
+        self.seed = check_seed(seed)
+        self.shaping_name, self._shape = check_shaping(shaping)
+        check_parameters(model)
         if backend is None:  # the ancestor's n_workers=4 meant a process pool
             backend = "serial" if n_workers in (None, 1) else "multiprocess"
         if not isinstance(backend, Evaluator) and backend not in BACKENDS:
@@ -121,8 +127,8 @@ class ESOptimizer:
                 f"{', '.join(BACKEND_OPTIONS)}"
             )
         if optimizer is None:
-            optimizer = _default_optimizer(model.parameters())
-        _check_optimizer_holds(optimizer, model)
+            optimizer = default_optimizer(model.parameters())
+        check_optimizer_holds(optimizer, model)
         self.model = model
         self.optimizer = optimizer
         self.objective_fn = objective_fn
@@ -141,7 +147,7 @@ class ESOptimizer:
 
     @sigma.setter
     def sigma(self, value: float) -> None:
-        self._sigma = _check_sigma(value)
+        self._sigma = check_sigma(value)
 
     @property
     def sgd_optimizer(self) -> torch.optim.Optimizer:
@@ -333,15 +339,15 @@ class ESOptimizer:
         missing = {"generation", "seed", "sigma", "n_samples", "optimizer"} - set(state)
         if missing:
             raise KeyError(f"ESOptimizer state_dict lacks {sorted(missing)}")
-        sigma = _check_sigma(state["sigma"])
-        n_samples = _check_n_samples(state["n_samples"])
-        weights = _check_weights(state.get("obj_weights", self.obj_weights))
-        shaping_name, shape = _check_shaping(state.get("shaping", self.shaping_name))
+        sigma = check_sigma(state["sigma"])
+        n_samples = check_n_samples(state["n_samples"])
+        weights = check_weights(state.get("obj_weights", self.obj_weights))
+        shaping_name, shape = check_shaping(state.get("shaping", self.shaping_name))
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])
         self.generation = int(state["generation"])
-        self.seed = _check_seed(state["seed"])
+        self.seed = check_seed(state["seed"])
         self._sigma, self.n_samples, self.obj_weights = sigma, n_samples, weights
         self.shaping_name, self._shape = shaping_name, shape
         if "strategy" in state:
@@ -377,93 +383,3 @@ class ESOptimizer:
             f"seed={self.seed}, generation={self.generation}, "
             f"optimizer={type(self.optimizer).__name__}, model={self.model!r})"
         )
-
-
-# -- validation (each raises before anything is built) ----------------------------------------
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_sigma(sigma: Any) -> float:
-    if not _is_real(sigma):
-        raise TypeError(f"sigma must be a positive float, got {type(sigma).__name__} {sigma!r}")
-    if not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a finite number > 0, got {sigma}")
-    return float(sigma)
-
-
-def _check_n_samples(n_samples: Any) -> int:
-    if not isinstance(n_samples, numbers.Integral) or isinstance(n_samples, bool):
-        raise TypeError(
-            f"n_samples must be an even int >= 2, got {type(n_samples).__name__} {n_samples!r}"
-        )
-    if n_samples < 2 or n_samples % 2:
-        raise ValueError(
-            f"n_samples must be an even int >= 2 (n_samples / 2 antithetic pairs), got {n_samples}"
-        )
-    return int(n_samples)
-
-
-def _check_seed(seed: Any) -> int:
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    return int(seed)
-
-
-def _check_weights(weights: Any) -> tuple[float, ...]:
-    if isinstance(weights, torch.Tensor):
-        weights = weights.tolist()
-    if _is_real(weights):
-        weights = [weights]
-    try:
-        values = tuple(float(w) for w in weights if _is_real(w) or _raise_weight(w))
-    except TypeError:
-        raise TypeError(f"obj_weights must be a sequence of floats, got {weights!r}") from None
-    if not values:
-        raise ValueError("obj_weights must hold at least one weight, got an empty sequence")
-    if not all(math.isfinite(w) for w in values):
-        raise ValueError(f"obj_weights must be finite, got {list(values)}")
-    if all(w == 0 for w in values):
-        raise ValueError(f"obj_weights are all zero ({list(values)}): nothing would be optimised")
-    return values
-
-
-def _raise_weight(w: Any) -> bool:
-    raise TypeError(f"weight {w!r}")
-
-
-def _check_shaping(shaping: Any) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
-    if callable(shaping):
-        return getattr(shaping, "__name__", "custom"), shaping
-    if shaping not in shaping_lib.SHAPINGS:
-        choices = ", ".join(repr(s) for s in shaping_lib.SHAPINGS)
-        raise ValueError(f"shaping must be one of {choices} or a function, got {shaping!r}")
-    return shaping, shaping_lib.SHAPINGS[shaping]
-
-
-def _check_parameters(model: Model) -> None:
-    params = model.named_trainable_parameters()
-    kinds = {(p.dtype, p.device) for p in params.values()}
-    if len(kinds) > 1:
-        raise ValueError(
-            "all trainable parameters must share one dtype and device, got "
-            f"{sorted(str(k) for k in kinds)}"
-        )
-
-
-def _check_optimizer_holds(optimizer: Any, model: Model) -> None:
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer)}")
-    held = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    for name, param in model.named_trainable_parameters().items():
-        if id(param) not in held:
-            raise ValueError(
-                f"the optimizer does not hold the model's parameter {name!r}: build it over "
-                "model.parameters() (or net.parameters())"
-            )
-
-
-def _default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    from .optim import RangerLite
-
-    return RangerLite(params, lr=DEFAULT_LR)
