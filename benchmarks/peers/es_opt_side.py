@@ -31,13 +31,24 @@ SIDE = "es_opt"
 
 # Provisional settings (the inner optimizer is the library's default, RangerLite).
 SETTINGS = {
-    tasks.CARTPOLE: {"sigma": 0.1, "n_samples": 20, "episodes_per_evaluation": 1,
-                     "network": "4-16-2 tanh (tasks.cartpole_net)"},
-    tasks.PENDULUM: {"sigma": 0.1, "n_samples": 40, "episodes_per_evaluation": 1,
-                     "network": "3-16-1 tanh (tasks.pendulum_net)"},
-    tasks.DIGITS: {"sigma": 0.05, "n_samples": 100,
-                   "objective": "raw training accuracy, full training set",
-                   "network": "64-32-10 tanh (tasks.digits_net)"},
+    tasks.CARTPOLE: {
+        "sigma": 0.1,
+        "n_samples": 20,
+        "episodes_per_evaluation": 1,
+        "network": "4-16-2 tanh (tasks.cartpole_net)",
+    },
+    tasks.PENDULUM: {
+        "sigma": 0.1,
+        "n_samples": 40,
+        "episodes_per_evaluation": 1,
+        "network": "3-16-1 tanh (tasks.pendulum_net)",
+    },
+    tasks.DIGITS: {
+        "sigma": 0.05,
+        "n_samples": 100,
+        "objective": "raw training accuracy, full training set",
+        "network": "64-32-10 tanh (tasks.digits_net)",
+    },
 }
 
 

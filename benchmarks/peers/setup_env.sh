@@ -11,11 +11,11 @@
 # pull the CUDA build and gigabytes of NVIDIA packages.
 #
 # Workarounds (see README.md beside this file):
-# - pytorch-optimize 0.0.1 pins ancient versions of its dependencies (and pulls gym); it is
-#   installed with --no-deps. At import time it needs only torch, numpy and tqdm; its
-#   bundled reinforcement-learning helpers import `gym`, which we do not use: our side passes
-#   its own gymnasium rollout as the reward function, so gym (0.26 crashes on NumPy 2 in its
-#   env checker) is not installed at all.
+# - pytorch-optimize 0.0.1 declares `sklearn` (the deprecated name, which refuses to install),
+#   `torchvision` (which would pull another torch build), pytest and pycodestyle; it is
+#   installed with --no-deps. The package imports only torch and numpy, which are here. Only its
+#   sample scripts import `gym` (0.26 crashes on NumPy 2 in its env checker); our side uses
+#   gymnasium instead, so gym is not installed and no compatibility shim is needed.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -241,6 +241,8 @@ class CartPoleTracker(_Tracker):
             "steps": self.solved_at["steps"] if self.solved_at else self.train_steps,
             "episodes": self.solved_at["episodes"] if self.solved_at else self.train_episodes,
             "best_eval_mean": None if self.best_mean == float("-inf") else self.best_mean,
+            # Early-stopped evaluations give lower bounds of their mean; the best of all of them:
+            "best_eval_lower_bound": max((v for _, v in self.history), default=None),
             "solved_after_cap_s": self.solved_after_cap_s,
             "eval_steps": self.eval_steps,
             **self._common(),
@@ -314,9 +316,7 @@ def load_digits_data() -> DigitsData:
     def as_x(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(scaler.transform(a), dtype=torch.float32)
 
-    return DigitsData(
-        as_x(x_tr), torch.as_tensor(y_tr), as_x(x_te), torch.as_tensor(y_te)
-    )
+    return DigitsData(as_x(x_tr), torch.as_tensor(y_tr), as_x(x_te), torch.as_tensor(y_te))
 
 
 class DigitsTracker(_Tracker):
