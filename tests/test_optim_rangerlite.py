@@ -7,14 +7,31 @@ import io
 import pytest
 import torch
 
+import es_opt.optim._common as optim_common
+import es_opt.optim._kernels as optim_kernels
 from es_opt.optim import RangerLite
 
-SHAPES = [(40, 30), (30,), (3,), (600_000,)]  # the last one is processed in chunks
+# With the small sizes of the ``chunked`` fixture the last two get their own scratch buckets and
+# the contiguous one is processed in several chunks plus a remainder.
+SHAPES = [(40, 30), (30,), (3,), (10_001,), (90, 60)]
+
+
+@pytest.fixture
+def chunked(monkeypatch):
+    """Bucket and chunk sizes small enough to exercise the large-tensor paths on small tensors
+    (tensors of realistic size make each test seconds slower on a busy machine)."""
+    monkeypatch.setattr(optim_common, "OWN_BUCKET_NUMEL", 1 << 12)
+    monkeypatch.setattr(optim_kernels, "OWN_BUCKET_NUMEL", 1 << 12)
+    monkeypatch.setattr(optim_common, "CHUNK_NUMEL", 1 << 11)
+    monkeypatch.setattr(optim_kernels, "RADAM_CHUNK_NUMEL", 1 << 11)
 
 
 def _params(dtype=torch.float32, shapes=SHAPES, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g, dtype=dtype).requires_grad_() for s in shapes]
+    params = [torch.randn(s, generator=g, dtype=dtype) for s in shapes]
+    # a non-contiguous (transposed) parameter takes the unchunked path
+    params = [p.t() if p.shape == (90, 60) else p for p in params]
+    return [p.requires_grad_() for p in params]
 
 
 def _clone(params):
@@ -35,21 +52,44 @@ def _save_load(obj):
     return torch.load(buffer, weights_only=True)
 
 
-@pytest.mark.parametrize("foreach", [False, True, None])
+@pytest.mark.usefixtures("chunked")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("weight_decay", "decoupled", "maximize"),
+    [(0.0, True, False), (0.1, True, True), (0.1, False, False), (0.1, False, True)],
+)
+def test_defaults_equal_torch_radam_defaults_bit_for_bit(dtype, weight_decay, decoupled, maximize):
+    """Default against default: RangerLite(foreach=None) uses the arithmetic torch picks."""
+    ours = _params(dtype)
+    theirs = _clone(ours)
+    hyper = {"lr": 1e-2, "weight_decay": weight_decay, "decoupled_weight_decay": decoupled,
+             "maximize": maximize}  # fmt: skip
+    opt = RangerLite(ours, **hyper, lookahead_alpha=1.0)
+    ref = torch.optim.RAdam(theirs, **hyper, betas=(0.95, 0.999), eps=1e-5)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(18):  # rho_t > 5 from step 6 on: 13 rectified steps
+        _set_grads(g, ours, theirs)
+        opt.step()
+        ref.step()
+        for a, b in zip(ours, theirs, strict=True):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.usefixtures("chunked")
+@pytest.mark.parametrize("foreach", [False, True])
 @pytest.mark.parametrize(
     ("weight_decay", "decoupled", "maximize"),
     [(0.0, True, False), (0.1, True, True), (0.1, False, False), (0.1, False, True)],
 )
 @pytest.mark.parametrize("alpha", [1, 1.0])
 def test_alpha_one_is_torch_radam_bit_for_bit(foreach, weight_decay, decoupled, maximize, alpha):
-    ours, theirs = _params(), None
+    ours = _params()
     theirs = _clone(ours)
     hyper = {"lr": 1e-2, "betas": (0.95, 0.999), "eps": 1e-5, "weight_decay": weight_decay}
     opt = RangerLite(ours, **hyper, lookahead_alpha=alpha, decoupled_weight_decay=decoupled,
                      maximize=maximize, foreach=foreach)  # fmt: skip
-    torch_foreach = foreach is None or foreach  # None picks torch's multi-tensor arithmetic
     ref = torch.optim.RAdam(theirs, **hyper, decoupled_weight_decay=decoupled,
-                            maximize=maximize, foreach=torch_foreach)  # fmt: skip
+                            maximize=maximize, foreach=foreach)  # fmt: skip
     g = torch.Generator().manual_seed(1)
     for _ in range(12):
         _set_grads(g, ours, theirs)
@@ -57,6 +97,23 @@ def test_alpha_one_is_torch_radam_bit_for_bit(foreach, weight_decay, decoupled, 
         ref.step()
         for a, b in zip(ours, theirs, strict=True):
             assert torch.equal(a, b)
+
+
+def test_default_arithmetic_follows_torch_rule():
+    """foreach=None: torch's single-tensor arithmetic on CPU (the multi-tensor one differs)."""
+    ours = _params(shapes=[(200,)])
+    single, multi = _clone(ours), _clone(ours)
+    opt = RangerLite(ours, lr=1e-2, lookahead_alpha=1.0)
+    refs = [torch.optim.RAdam(ps, lr=1e-2, betas=(0.95, 0.999), eps=1e-5,
+                              decoupled_weight_decay=True, foreach=f)
+            for ps, f in ((single, False), (multi, True))]  # fmt: skip
+    g = torch.Generator().manual_seed(2)
+    for _ in range(10):
+        _set_grads(g, ours, single, multi)
+        for o in (opt, *refs):
+            o.step()
+    assert torch.equal(ours[0], single[0])
+    assert not torch.equal(single[0], multi[0])  # else this test could not tell them apart
 
 
 def _rangerlite_reference(params, steps, grads, lr, betas, eps, wd, k, alpha):
@@ -235,9 +292,10 @@ def test_loads_a_state_dict_saved_before_an_option_existed():
     assert fresh.state[fresh.param_groups[0]["params"][0]]["step"] == 4
 
 
+@pytest.mark.usefixtures("chunked")
 def test_step_never_reads_values_back(monkeypatch):
     """Nothing in a step converts a tensor to a Python value (a device sync on GPU)."""
-    params = _params(shapes=[(70_000,), (5, 3)])
+    params = _params(shapes=[(10_001,), (5, 3)])
     opt = RangerLite(params, lr=0.05, lookahead_steps=2, grad_clip_norm=1.0, grad_clip_value=0.5)
     g = torch.Generator().manual_seed(10)
 

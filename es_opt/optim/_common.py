@@ -16,6 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+try:  # torch's own default rule (the function its optimizers call for foreach=None)
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+except ImportError:  # pragma: no cover - a torch without it
+    _default_to_fused_or_foreach = None
+
 # A tensor with at least this many elements gets its own bucket (per-tensor in-place ops on
 # reused scratch memory); smaller ones are batched into one ``_foreach`` call sequence, where the
 # saved Python overhead matters more than cache locality.
@@ -65,6 +70,17 @@ def check_positive_int(name: str, value: Any) -> None:
 def check_optional_positive(name: str, value: Any) -> None:
     if value is not None and (not isinstance(value, Real) or not value > 0.0):
         raise ValueError(f"Invalid {name}: {value!r}; expected None or a float > 0")
+
+
+def torch_default_foreach(params: list[Tensor]) -> bool:
+    """The variant torch's own optimizers pick for ``foreach=None`` on these tensors.
+
+    torch's rule: the multi-tensor (foreach) path when every tensor is on a device with foreach
+    kernels (CUDA, ...), else the single-tensor path (always on CPU).
+    """
+    if _default_to_fused_or_foreach is not None:
+        return _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)[1]
+    return all(p.device.type not in ("cpu", "meta") for p in params)  # pragma: no cover
 
 
 def collect_grads(group: dict[str, Any], name: str) -> tuple[list[Tensor], list[Tensor]]:
@@ -183,15 +199,23 @@ class Scratch:
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[torch.dtype, int], Tensor] = {}
+        self._views: dict[tuple[torch.dtype, int, torch.Size], Tensor] = {}
 
     def get(self, like: Tensor, slot: int) -> Tensor:
         """A tensor shaped like ``like`` (contents undefined); distinct slots do not overlap."""
+        view = self._views.get((like.dtype, slot, like.shape))
+        if view is not None:
+            return view
         key = (like.dtype, slot)
         buffer = self._buffers.get(key)
         if buffer is None or buffer.numel() < like.numel():
             buffer = torch.empty(max(like.numel(), 1), dtype=like.dtype)
             self._buffers[key] = buffer
-        return buffer[: like.numel()].view(like.shape)
+            self._views = {k: v for k, v in self._views.items() if k[:2] != key}
+        view = buffer[: like.numel()].view(like.shape)
+        if len(self._views) < 64:
+            self._views[(like.dtype, slot, like.shape)] = view
+        return view
 
 
 def scratch_of(optimizer: Any) -> Scratch:

@@ -14,7 +14,8 @@ bitwise equal to torch's:
 
       theta -= ((m / (1 - beta1^t)) * lr) * (sqrt(1 - beta2^t) / (sqrt(v) + eps)) * r_t
 
-  Twelve passes, two temporaries.
+  Twelve passes, two temporaries. On large CPU tensors all twelve run on one chunk before the next
+  (``_single_tensor_radam``).
 
 The two differ only in rounding. Temporaries of large CPU tensors live in reused scratch memory.
 """
@@ -24,7 +25,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import Scratch, buckets
+from ._common import OWN_BUCKET_NUMEL, Scratch, buckets
+
+# Elements per chunk of torch's single-tensor RAdam arithmetic on a large CPU tensor. Each
+# operation costs a few microseconds of dispatch whatever its size, so chunks are large: the
+# dozen passes over one chunk (six streams of 2 MiB in float32) stay in the last-level cache
+# instead of streaming a huge tensor through main memory twelve times.
+RADAM_CHUNK_NUMEL = 1 << 19
 
 
 def _sqrt(bucket, tensors: list[Tensor], scratch: Scratch | None, slot: int) -> list[Tensor]:
@@ -62,12 +69,6 @@ def radam_update(
     """One RAdam step on every tensor (``steps`` already counts this step)."""
     if not params:
         return
-    if weight_decay != 0:
-        if decoupled_weight_decay:
-            torch._foreach_mul_(params, 1 - lr * weight_decay)
-        else:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
-
     rho_inf = 2 / (1 - beta2) - 1
     bias_correction1, bias_correction2, rects = [], [], []
     for step in steps:
@@ -81,6 +82,45 @@ def radam_update(
         bias_correction2.append(bc2)
         rects.append(rect)
 
+    if not torch_foreach_math:
+        # Large CPU tensors: every operation of the step per cache-sized chunk, in place.
+        rest = []
+        for i, p in enumerate(params):
+            if scratch is None or p.device.type != "cpu" or p.numel() < OWN_BUCKET_NUMEL:
+                rest.append(i)
+                continue
+            _single_tensor_radam(
+                p,
+                grads[i],
+                exp_avgs[i],
+                exp_avg_sqs[i],
+                bias_correction1[i],
+                bias_correction2[i] ** 0.5,
+                rects[i],
+                beta1=beta1,
+                beta2=beta2,
+                lr=lr,
+                eps=eps,
+                weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                scratch=scratch,
+            )
+        if not rest:
+            return
+        if len(rest) < len(params):
+            params, grads, exp_avgs, exp_avg_sqs = (
+                [column[i] for i in rest] for column in (params, grads, exp_avgs, exp_avg_sqs)
+            )
+            bias_correction1, bias_correction2, rects = (
+                [column[i] for i in rest] for column in (bias_correction1, bias_correction2, rects)
+            )
+
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            torch._foreach_mul_(params, 1 - lr * weight_decay)
+        else:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+
     for bucket in buckets([params, grads, exp_avgs, exp_avg_sqs]):
         p, g, m, v = (bucket.column(k) for k in range(4))
         bc1 = [bias_correction1[i] for i in bucket.index]
@@ -93,6 +133,68 @@ def radam_update(
             _foreach_math_tail(bucket, p, m, v, bc1, bc2, rect, lr=lr, eps=eps, scratch=scratch)
         else:
             _single_math_tail(bucket, p, m, v, bc1, bc2, rect, lr=lr, eps=eps, scratch=scratch)
+
+
+def _single_tensor_radam(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    bias_correction1: float,
+    bias_correction2_sqrt: float,
+    rect: float,
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    scratch: Scratch,
+) -> None:
+    """torch's single-tensor RAdam step on one CPU tensor, chunk by chunk.
+
+    The same element-wise operations in the same order as ``torch.optim.RAdam(foreach=False)``::
+
+        theta *= 1 - lr * wd                     (decoupled decay)  or  g = g + wd * theta (L2)
+        m = lerp(m, g, 1 - beta1);  v = v * beta2 + (1 - beta2) * g * g
+        u = (m / bc1) * lr
+        u = u * (reciprocal(sqrt(v) + eps) * sqrt(bc2)) * r_t          (only when rho_t > 5)
+        theta -= u
+
+    but with the temporaries in scratch memory and all operations done on one chunk of
+    ``RADAM_CHUNK_NUMEL`` elements before the next, so the data stays in cache. Element-wise
+    results do not depend on the chunking: the result is torch's, bit for bit.
+    """
+    decay = 1 - lr * weight_decay if weight_decay != 0 and decoupled_weight_decay else None
+    l2 = weight_decay if weight_decay != 0 and not decoupled_weight_decay else None
+    rows = (param, grad, exp_avg, exp_avg_sq)
+    size = RADAM_CHUNK_NUMEL
+    if param.numel() > size and all(t.is_contiguous() for t in rows):
+        flat = [t.view(-1) for t in rows]
+        starts = range(0, flat[0].numel(), size)
+        chunks = [[t[start : start + size] for t in flat] for start in starts]
+    else:
+        chunks = [rows]
+    for p, g, m, v in chunks:
+        update = scratch.get(m, 0)
+        if decay is not None:
+            p.mul_(decay)
+        elif l2 is not None:
+            g = torch.add(g, p, alpha=l2, out=scratch.get(g, 2))
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2)
+        v.addcmul_(g, g, value=1 - beta2)
+        torch.div(m, bias_correction1, out=update)
+        update.mul_(lr)
+        if rect > 0:
+            adaptive = torch.sqrt(v, out=scratch.get(v, 1))
+            adaptive.add_(eps)
+            adaptive.reciprocal_()
+            adaptive.mul_(bias_correction2_sqrt)
+            update.mul_(adaptive)
+            update.mul_(rect)
+        p.sub_(update)
 
 
 def _foreach_math_tail(bucket, p, m, v, bc1, bc2, rect, *, lr, eps, scratch) -> None:

@@ -20,6 +20,7 @@ from ._common import (
     lookahead_sync,
     prepare_grads,
     scratch_of,
+    torch_default_foreach,
 )
 from ._kernels import radam_update
 
@@ -84,12 +85,12 @@ class RangerLite(Optimizer):
     L2 form :math:`g_t \leftarrow g_t + \lambda\theta`.)
 
     Exactness: ``lookahead_alpha=1`` gives ``torch.optim.RAdam(..., decoupled_weight_decay=True)``
-    bit for bit, with the same arithmetic variant: ``foreach=False`` reproduces torch's
-    single-tensor path (torch's default on CPU), ``foreach=True`` or ``None`` its multi-tensor
-    path (torch's default on GPU). The two variants differ only in float rounding. ``foreach=None``
-    picks the multi-tensor arithmetic because it needs fewer memory passes; on CPU the work is
-    then scheduled per large tensor (in place, on reused scratch memory, in cache-sized chunks)
-    and in batched ``torch._foreach_*`` calls for small tensors, which does not change any bit.
+    bit for bit, with the same arithmetic variant. ``foreach=None`` follows torch's own default
+    rule (its single-tensor arithmetic on CPU, its multi-tensor arithmetic on CUDA), so defaults
+    equal defaults; ``foreach=False`` forces the single-tensor path, ``foreach=True`` the
+    multi-tensor one. The two variants differ only in float rounding. On CPU the single-tensor
+    arithmetic runs in place on reused scratch memory, per large tensor in chunks, and in batched
+    ``torch._foreach_*`` calls for small tensors, which does not change any bit.
     No step reads a value back from the device: step counts are Python ints in ``state``.
 
     Args:
@@ -109,7 +110,7 @@ class RangerLite(Optimizer):
         grad_clip_value: If set, gradients are clamped to ``[-grad_clip_value, grad_clip_value]``.
             Clipping works on a copy; ``p.grad`` is left as it is.
         maximize: Ascend the objective instead of descending (``p.grad`` is not modified).
-        foreach: Arithmetic variant, see above (``None``: the faster one).
+        foreach: Arithmetic variant, see above (``None``: torch's default for the tensors).
 
     Example:
         >>> import torch
@@ -230,6 +231,8 @@ class RangerLite(Optimizer):
             )
             beta1, beta2 = group["betas"]
             foreach = group["foreach"]
+            if foreach is None:  # torch's default for these tensors (single-tensor on CPU)
+                foreach = torch_default_foreach(params)
             radam_update(
                 params,
                 grads,
@@ -242,7 +245,7 @@ class RangerLite(Optimizer):
                 eps=group["eps"],
                 weight_decay=group["weight_decay"],
                 decoupled_weight_decay=group["decoupled_weight_decay"],
-                torch_foreach_math=foreach is None or bool(foreach),
+                torch_foreach_math=bool(foreach),
                 scratch=scratch,
             )
             period = group["lookahead_steps"]
