@@ -178,6 +178,17 @@ def main() -> None:
     backends = ["serial", "multiprocess"] + ([] if args.skip_ray else ["ray"])
     goals = {"serial": 1.03, "multiprocess": 1.10, "ray": 1.25}
     repeats = calibrate_repeats()
+    if not args.skip_ray:
+        import logging
+
+        import ray
+
+        from es_opt.evaluators.ray_backend import _loopback_only
+
+        start = time.perf_counter()
+        with _loopback_only(ray):  # one private Ray for every run below, as the backend starts it
+            ray.init(num_cpus=args.workers, include_dashboard=False, logging_level=logging.WARNING)
+        print(f"Ray start-up (ray.init, {args.workers} CPUs): {time.perf_counter() - start:.1f} s")
 
     def policy():
         gen = torch.Generator().manual_seed(0)
@@ -194,6 +205,7 @@ def main() -> None:
     print(f"n_samples={N_SAMPLES}, {args.workers} workers, {args.generations} generations/run")
     print(f"{'task':<11}{'backend':<14}{'wall/gen s':>11}{'own s':>9}{'ideal s':>9}"
           f"{'ratio':>7}{'goal':>6}{'start-up s':>11}")  # fmt: skip
+    # start-up: the first generation's extra time (starting workers / actors, shipping the model)
     for task, (make_net, make_objective, samples) in tasks.items():
         for backend in backends:
             r = measure(

@@ -25,6 +25,7 @@ import dill
 import torch
 
 from ..population import Population
+from ._dispatch import loads_step
 from .base import evaluate_indices
 
 __all__ = ["WorkerState", "run_task", "pool_worker_main"]
@@ -47,7 +48,7 @@ class WorkerState:
     def set_step(self, step_id: int, payload: bytes) -> None:
         """Applies a step message; on failure the worker forgets its step (and gets a full one)."""
         self.step_id = None
-        message = dill.loads(payload)
+        message = loads_step(payload)
         if message["base"] is not None and message["base"] != self._last_applied:
             raise RuntimeError(
                 f"step {step_id} carries the changes since step {message['base']}, but this "
@@ -108,8 +109,9 @@ def run_task(
         rows, stats = state.evaluate(indices)
         return ("ok", indices, rows, stats)
     except Exception as exc:
-        if state is not None:
-            state.step_id = None
+        # A failed set_step has already cleared state.step_id; after an objective's error the
+        # worker's state is intact (evaluate_indices restores the center), so a chunk queued
+        # behind this one still runs.
         return error_reply(indices, exc, traceback.format_exc())
 
 

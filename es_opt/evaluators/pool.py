@@ -10,7 +10,7 @@ then chunks of evaluation indices, and it sends back fitness rows and stats.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import multiprocess
@@ -33,6 +33,9 @@ from .base import Evaluation, Evaluator
 __all__ = ["PoolEvaluator"]
 
 START_METHOD = "forkserver"
+IN_FLIGHT = 2
+"""Chunks sent ahead to each worker (the one it runs and the next)."""
+
 START_TIMEOUT = 120.0
 """Seconds a new worker may take to import torch and load the model and objective."""
 
@@ -45,7 +48,7 @@ class _Worker:
     device: str | None
     pid: int | None = None
     last_step: int | None = None
-    task: Chunk | None = None
+    tasks: list[Chunk] = field(default_factory=list)
     deadline: float | None = None
 
 
@@ -126,28 +129,36 @@ class PoolEvaluator(Evaluator):
         queue = ChunkQueue(n_evals, len(self._workers))
         collector = Collector(n_evals)
         while True:
-            if not collector.errors:
+            # Each worker holds up to IN_FLIGHT chunks, so that it starts its next chunk at once
+            # instead of waiting for this process to wake up, read its answer and reply.
+            for level in range(IN_FLIGHT):
                 for worker in self._workers:
-                    if worker.task is None and (chunk := queue.next()) is not None:
+                    if collector.errors or len(worker.tasks) > level:
+                        continue
+                    if (chunk := queue.next()) is not None:
                         self._send(worker, step, chunk)
-            busy = [w for w in self._workers if w.task is not None]
+            busy = [w for w in self._workers if w.tasks]
             if not busy:
                 return collector
-            self._wait(busy, step, queue, collector)
+            self._wait(busy, queue, collector)
 
     def _send(self, worker: _Worker, step: int, chunk: Chunk) -> None:
         payload = None if worker.last_step == step else self._messages.payload_for(worker.last_step)
-        worker.task = chunk
-        worker.deadline = None
-        if self.options.eval_timeout is not None:
-            worker.deadline = time.monotonic() + self.options.eval_timeout * len(chunk.indices)
+        worker.tasks.append(chunk)
+        if len(worker.tasks) == 1:
+            worker.deadline = self._deadline(chunk)
         try:
             worker.conn.send(("task", step, payload, chunk.indices))
         except (OSError, EOFError):
             return  # the worker died: its sentinel reports it in _wait
         worker.last_step = step
 
-    def _wait(self, busy: list[_Worker], step: int, queue: ChunkQueue, collector: Collector):
+    def _deadline(self, chunk: Chunk) -> float | None:
+        if self.options.eval_timeout is None:
+            return None
+        return time.monotonic() + self.options.eval_timeout * len(chunk.indices)
+
+    def _wait(self, busy: list[_Worker], queue: ChunkQueue, collector: Collector) -> None:
         deadlines = [w.deadline for w in busy if w.deadline is not None]
         timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
         by_handle = {}
@@ -170,7 +181,9 @@ class PoolEvaluator(Evaluator):
             if reply is None:
                 self._lost(worker, queue, collector)
                 continue
-            chunk, worker.task, worker.deadline = worker.task, None, None
+            chunk = worker.tasks.pop(0)
+            # the worker starts its next chunk now: that is when its time limit starts
+            worker.deadline = self._deadline(worker.tasks[0]) if worker.tasks else None
             if reply[0] == "ok":
                 collector.add(reply[1], reply[2], reply[3])
             else:
@@ -178,16 +191,17 @@ class PoolEvaluator(Evaluator):
                 collector.fail(chunk.indices[0], rebuild_error(reply))
         now = time.monotonic()
         for worker in busy:
-            if worker.task is not None and worker.deadline is not None and now >= worker.deadline:
+            if worker.tasks and worker.deadline is not None and now >= worker.deadline:
                 self._timed_out(worker, collector)
 
     # -- faults ------------------------------------------------------------------------------
     def _lost(self, worker: _Worker, queue: ChunkQueue, collector: Collector) -> None:
-        chunk = worker.task
-        assert chunk is not None
+        chunk, *waiting = worker.tasks
         worker.process.join(timeout=5.0)
         code = worker.process.exitcode
         self._replace(worker)
+        for later in waiting:  # sent but not started: they did not cause the death
+            queue.requeue(later)
         if chunk.attempt < self.options.max_retries:
             queue.retry(chunk)
             return
@@ -203,11 +217,10 @@ class PoolEvaluator(Evaluator):
         )
 
     def _timed_out(self, worker: _Worker, collector: Collector) -> None:
-        chunk = worker.task
-        assert chunk is not None
+        chunk = worker.tasks[0]
         limit = self.options.eval_timeout
         pid = worker.pid
-        self._replace(worker)
+        self._replace(worker)  # the step fails: the chunks queued behind this one are moot
         collector.fail(
             chunk.indices[0],
             EvaluationError(
@@ -302,16 +315,17 @@ def _stop_worker(worker: _Worker, grace: float) -> None:
         process.kill()
         process.join(timeout=5.0)
     worker.conn.close()
-    process.close() if process.exitcode is not None else None
+    if process.exitcode is not None:
+        process.close()
 
 
 def _stop_workers(workers: list[_Worker], grace: float = 2.0) -> None:
     """Asks every worker to stop, kills those that do not within ``grace`` seconds, and reaps
     them all, so no process outlives the evaluator."""
     stopping, workers[:] = list(workers), []
-    for worker in stopping:
+    for worker in stopping if grace > 0 else ():
         try:
-            worker.conn.send(("stop",)) if grace > 0 else None
+            worker.conn.send(("stop",))
         except (OSError, EOFError):
             pass
     deadline = time.monotonic() + grace

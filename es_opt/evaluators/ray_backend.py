@@ -34,6 +34,9 @@ from .base import Evaluation, Evaluator
 
 __all__ = ["RayEvaluator"]
 
+IN_FLIGHT = 2
+"""Chunks submitted ahead to each actor (the one it runs and the next)."""
+
 START_TIMEOUT = 120.0
 """Seconds the actors may take to start (Ray schedules them, each imports torch)."""
 
@@ -149,39 +152,50 @@ class RayEvaluator(Evaluator):
 
     def _run(self, step: int, n_evals: int) -> Collector:
         ray = importlib.import_module("ray")
-        queue = ChunkQueue(n_evals, len(self._actors))
+        n_actors = len(self._actors)
+        queue = ChunkQueue(n_evals, n_actors)
         collector = Collector(n_evals)
         last_step = [info.get("last_step") for info in self._info]
         refs: dict[int, Any] = {}  # id(payload) -> ObjectRef, one ray.put per message per step
-        pending: dict[Any, tuple[int, Chunk, float | None]] = {}
-        idle = list(range(len(self._actors)))
+        # Each actor runs its tasks in submission order; up to IN_FLIGHT are submitted ahead so
+        # that it never waits for this process between two chunks.
+        lanes: list[list[tuple[Any, Chunk]]] = [[] for _ in range(n_actors)]
+        head_deadline: list[float | None] = [None] * n_actors
         while True:
-            while idle and not collector.errors and (chunk := queue.next()) is not None:
-                slot = idle.pop(0)
-                box = None
-                if last_step[slot] != step:
-                    payload = self._messages.payload_for(last_step[slot])
-                    if id(payload) not in refs:
-                        refs[id(payload)] = ray.put(payload)
-                    box = [refs[id(payload)]]
-                ref = self._actors[slot].evaluate.remote(step, box, chunk.indices)
-                last_step[slot] = step
-                deadline = None
-                if self.options.eval_timeout is not None:
-                    deadline = time.monotonic() + self.options.eval_timeout * len(chunk.indices)
-                pending[ref] = (slot, chunk, deadline)
-            if not pending:
+            for level in range(IN_FLIGHT):
+                for slot in range(n_actors):
+                    if collector.errors or len(lanes[slot]) > level:
+                        continue
+                    if (chunk := queue.next()) is None:
+                        continue
+                    box = None
+                    if last_step[slot] != step:
+                        payload = self._messages.payload_for(last_step[slot])
+                        if id(payload) not in refs:
+                            refs[id(payload)] = ray.put(payload)
+                        box = [refs[id(payload)]]
+                    ref = self._actors[slot].evaluate.remote(step, box, chunk.indices)
+                    last_step[slot] = step
+                    lanes[slot].append((ref, chunk))
+                    if len(lanes[slot]) == 1:
+                        head_deadline[slot] = self._deadline(chunk)
+            heads = {lane[0][0]: slot for slot, lane in enumerate(lanes) if lane}
+            if not heads:
                 break
-            deadlines = [d for _, _, d in pending.values() if d is not None]
+            deadlines = [d for slot, d in enumerate(head_deadline) if lanes[slot] and d]
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            ready, _ = ray.wait(list(heads), num_returns=1, timeout=timeout)
             for ref in ready:
-                slot, chunk, _ = pending.pop(ref)
-                idle.append(slot)
+                slot = heads[ref]
+                _, chunk = lanes[slot].pop(0)
+                head_deadline[slot] = self._deadline(lanes[slot][0][1]) if lanes[slot] else None
                 try:
                     reply = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
                     last_step[slot] = None
+                    for _, waiting in lanes[slot]:  # sent, never started: not their fault
+                        queue.requeue(waiting)
+                    lanes[slot].clear()
                     self._replace(slot)
                     if chunk.attempt < self.options.max_retries:
                         queue.retry(chunk)
@@ -198,16 +212,22 @@ class RayEvaluator(Evaluator):
                     last_step[slot] = None
                     collector.fail(chunk.indices[0], rebuild_error(reply))
             now = time.monotonic()
-            for ref, (slot, chunk, deadline) in list(pending.items()):
-                if deadline is not None and now >= deadline:
-                    del pending[ref]
+            for slot in range(n_actors):
+                deadline = head_deadline[slot]
+                if lanes[slot] and deadline is not None and now >= deadline:
+                    chunk = lanes[slot][0][1]
+                    lanes[slot].clear()  # the step fails: the chunks queued behind are moot
                     last_step[slot] = None
                     self._replace(slot)
-                    idle.append(slot)
                     collector.fail(chunk.indices[0], self._timeout_error(chunk))
         for slot, info in enumerate(self._info):
             info["last_step"] = last_step[slot]
         return collector
+
+    def _deadline(self, chunk: Chunk) -> float | None:
+        if self.options.eval_timeout is None:
+            return None
+        return time.monotonic() + self.options.eval_timeout * len(chunk.indices)
 
     def _lost_error(self, chunk: Chunk, exc: BaseException) -> EvaluationError:
         return EvaluationError(
@@ -245,7 +265,9 @@ class RayEvaluator(Evaluator):
                         logging_level=logging.WARNING,
                     )
             else:
-                ray.init(address=self.ray_address, logging_level=logging.WARNING)
+                joining = _loopback_only(ray) if _is_loopback(self.ray_address) else _nothing()
+                with joining:
+                    ray.init(address=self.ray_address, logging_level=logging.WARNING)
             self._owns_ray[0] = True
         n_workers = self._requested_workers
         if n_workers is None:
@@ -253,7 +275,7 @@ class RayEvaluator(Evaluator):
                 n_workers = len(self.options.devices)
             else:
                 n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        free = ray.available_resources().get("CPU", 0)
+        free = _free_cpus(ray, n_workers)
         if free < n_workers:
             raise RuntimeError(
                 f"Ray has {free:g} free CPU(s) for {n_workers} actor(s) (one CPU each): pass "
@@ -319,11 +341,13 @@ class RayEvaluator(Evaluator):
 
 @contextlib.contextmanager
 def _loopback_only(ray: Any):
-    """Makes a Ray started from here bind to 127.0.0.1 only.
+    """Makes a Ray started from here bind to 127.0.0.1 only, and lets a driver join a cluster
+    that listens on 127.0.0.1.
 
-    Ray maps a requested 127.0.0.1 to the machine's routable address unless it believes clusters
-    are disabled, the mode it uses on laptops; the flag is set just for the start-up (the Ray
-    processes started meanwhile inherit the environment variable).
+    Ray maps 127.0.0.1 to the machine's routable address (for the node it starts, and for the
+    address it joins) unless it believes clusters are disabled, the mode it uses on laptops; the
+    flag is set just for the start-up (the Ray processes started meanwhile inherit the
+    environment variable).
     """
     constants = importlib.import_module("ray._private.ray_constants")
     variable = constants.ENABLE_RAY_CLUSTERS_ENV_VAR
@@ -340,11 +364,34 @@ def _loopback_only(ray: Any):
             os.environ[variable] = saved_env
 
 
+def _free_cpus(ray: Any, wanted: int, patience: float = 15.0) -> float:
+    """Free CPUs of the cluster, waiting a little for them: actors killed a moment ago (by a
+    closed optimizer) release theirs only after Ray notices."""
+    deadline = time.monotonic() + patience
+    while (free := ray.available_resources().get("CPU", 0)) < wanted:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return free
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.split("://")[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
 def _kill_actors(actors: list[Any]) -> None:
     killing, actors[:] = list(actors), []
     if not killing:
         return
     ray = importlib.import_module("ray")
+    if not ray.is_initialized():  # already shut down; calling Ray now would start a new one
+        return
     for actor in killing:
         with contextlib.suppress(Exception):
             ray.kill(actor, no_restart=True)
