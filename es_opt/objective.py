@@ -98,7 +98,13 @@ def as_fitness_row(value: Any, *, index: int | None = None) -> torch.Tensor:
             f"got {type(value).__name__} {value!r:.60}"
         )
     if isinstance(value, numbers.Real):
-        row = torch.tensor([float(value)], dtype=torch.float64)
+        number = float(value)
+        if not math.isfinite(number):  # the common case, checked without a tensor op
+            raise ValueError(
+                f"{where} returned a non-finite value ({number}): fitness must be finite; "
+                "clip or replace NaN/inf scores inside the objective"
+            )
+        return torch.tensor((number,), dtype=torch.float64)
     elif isinstance(value, (torch.Tensor, np.ndarray)):
         tensor = torch.as_tensor(value)
         if tensor.dtype == torch.bool or not (tensor.is_floating_point() or _is_int(tensor)):

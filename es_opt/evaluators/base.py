@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -92,11 +92,12 @@ def evaluate_indices(
     net = model.net
     buffers = [(b, b.detach().clone()) for b in net.buffers()]
     targets = population._targets(net)
-    flats = _chunked_parameters(population, indices)
+    collect = getattr(objective, "collect_stats", None)
     try:
         with torch.no_grad():
-            for index, flat in zip(indices, flats, strict=True):
-                population._copy(targets, flat)
+            for index, pieces in _members(population, indices):
+                for target, piece in zip(targets, pieces, strict=True):
+                    target.copy_(piece)
                 try:
                     value = objective(model, samples)
                 except Exception as exc:
@@ -110,21 +111,23 @@ def evaluate_indices(
                     for buffer, saved in buffers:
                         buffer.copy_(saved)
                 rows.append(as_fitness_row(value, index=index))
-                stats.append(
-                    objective.collect_stats() if hasattr(objective, "collect_stats") else None
-                )
+                stats.append(collect() if collect is not None else None)
     finally:
         population._copy(targets, population.center)
     return rows, stats
 
 
-def _chunked_parameters(
+def _members(
     population: Population, indices: Sequence[int], chunk_elements: int = 1 << 22
-):
-    """Yields the members' flat vectors, building them a bounded batch at a time."""
+) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """Yields ``(index, [tensor per selected parameter])`` for each member, building the members'
+    parameters a bounded batch at a time (one unflatten per batch, not per member)."""
     per_chunk = max(1, chunk_elements // max(1, population.dim))
     for start in range(0, len(indices), per_chunk):
-        yield from population.stacked_parameters(indices[start : start + per_chunk])
+        chunk = indices[start : start + per_chunk]
+        pieces = list(population.unflatten(population.stacked_parameters(chunk)).values())
+        for row, index in enumerate(chunk):
+            yield index, [piece[row] for piece in pieces]
 
 
 def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
