@@ -42,16 +42,45 @@ PRESETS: dict[str, dict] = {
         policy="linear", sigma=0.1, n_samples=16, lr=0.1, betas=(0.9, 0.9), normalize=True
     ),
     "Pendulum-v1": dict(
-        policy="mlp", hidden=32, sigma=0.1, n_samples=40, lr=0.03, normalize=True, target=-200.0
+        policy="mlp",
+        hidden=32,
+        sigma=0.2,
+        n_samples=40,
+        lr=0.05,
+        betas=(0.9, 0.9),
+        action="tanh",
+        normalize=True,
+        target=-200.0,
     ),
     "MountainCarContinuous-v0": dict(
         policy="linear", sigma=0.5, n_samples=20, lr=0.1, betas=(0.9, 0.9), normalize=True
     ),
+    # MuJoCo: 1,000-step episodes make a generation long enough for worker processes to pay.
     "HalfCheetah-v5": dict(
-        policy="linear", sigma=0.03, n_samples=48, lr=0.02, normalize=True, target=3000.0
+        policy="linear",
+        sigma=0.03,
+        n_samples=48,
+        lr=0.02,
+        normalize=True,
+        target=3000.0,
+        backend="multiprocess",
     ),
-    "Hopper-v5": dict(policy="linear", sigma=0.03, n_samples=48, lr=0.02, normalize=True),
-    "Swimmer-v5": dict(policy="linear", sigma=0.05, n_samples=16, lr=0.05, normalize=False),
+    "Hopper-v5": dict(
+        policy="linear",
+        sigma=0.03,
+        n_samples=48,
+        lr=0.02,
+        normalize=True,
+        backend="multiprocess",
+    ),
+    "Swimmer-v5": dict(
+        policy="linear",
+        sigma=0.05,
+        n_samples=16,
+        lr=0.05,
+        normalize=False,
+        backend="multiprocess",
+    ),
 }
 DEFAULTS = dict(
     policy="mlp",
@@ -62,6 +91,8 @@ DEFAULTS = dict(
     betas=None,
     normalize=True,
     target=None,
+    backend="serial",
+    action="clip",
 )
 OPTIMIZERS = ("rangerlite", "adam", "sgd", "ligi")
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
@@ -84,14 +115,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--strategy", choices=[s.value for s in es_opt.SamplingStrategy], default="all",
         help="which layers each generation perturbs",
     )  # fmt: skip
-    p.add_argument("--backend", choices=("serial", "multiprocess", "ray"), default="serial")
+    p.add_argument(
+        "--backend", choices=("serial", "multiprocess", "ray"),
+        help="where evaluations run (default: serial; multiprocess for MuJoCo tasks)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, help="worker processes (multiprocess, ray)")
     p.add_argument("--policy", choices=("linear", "mlp"), help="policy network")
     p.add_argument("--hidden", type=int, help="hidden units of the mlp policy")
     p.add_argument("--episodes", type=int, default=1, help="episodes per evaluation")
     p.add_argument("--max-episode-steps", type=int, help="step cap of training episodes")
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="obs. normalisation")
-    p.add_argument("--action", choices=("clip", "tanh"), default="clip", help="Box action mapping")
+    p.add_argument("--action", choices=("clip", "tanh"), help="Box action mapping (default: clip)")
     p.add_argument("--no-vectorize", action="store_true", help="one evaluation at a time")
     p.add_argument("--target", type=float, help="mean greedy return that counts as solved")
     p.add_argument("--eval-episodes", type=int, default=10, help="greedy evaluation episodes")
@@ -171,14 +205,14 @@ class SolvedCheck(Callback):
     """Evaluates the greedy center when it may be solved (some member reached the target) or
     every ``every`` generations, and stops the run once its mean return reaches the target."""
 
-    def __init__(self, objective, net, env, seeds, target, every, max_episode_steps):
+    def __init__(self, objective, net, env, seeds, target, every):
         self.objective, self.net, self.env, self.seeds = objective, net, env, seeds
-        self.target, self.every, self.max_steps = target, every, max_episode_steps
+        self.target, self.every = target, every
         self.last_eval, self.last_mean, self.solved = -1, float("nan"), False
 
     def evaluate(self) -> np.ndarray:
         policy = self.objective.policy(self.net)
-        return greedy_returns(policy, self.env, self.seeds, max_episode_steps=self.max_steps)
+        return greedy_returns(policy, self.env, self.seeds)  # full episodes, whatever the cap
 
     def on_step(self, es, result) -> bool:
         promising = self.target is not None and result.fitness_max[0] >= self.target
@@ -202,6 +236,11 @@ def check_render(args: argparse.Namespace, objective: EpisodeReturn) -> None:
         env.close()
     except (ImportError, gym.error.DependencyNotInstalled) as exc:
         sys.exit(f'--render needs the rendering extra: pip install "es_opt[render]" ({exc})')
+    except Exception as exc:  # e.g. no OpenGL context on a headless machine (MuJoCo)
+        sys.exit(
+            f"--render could not draw {args.env}: {type(exc).__name__}: {exc} (MuJoCo on a "
+            "machine without a display: set MUJOCO_GL=egl or MUJOCO_GL=osmesa)"
+        )
 
 
 def render(path: Path, objective: EpisodeReturn, net: nn.Module, seed: int) -> None:
@@ -240,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         load_checkpoint(saved, es)
     if args.eval_only is None:
         train(args, objective, net, es, out, seeds, target)
-    returns = greedy_returns(
-        objective.policy(net), args.env, seeds, max_episode_steps=args.max_episode_steps
-    )
+    returns = greedy_returns(objective.policy(net), args.env, seeds)
     verdict = "" if target is None else (" (solved)" if returns.mean() >= target else "")
     print(
         f"{args.env}: greedy return {returns.mean():.1f} ± {returns.std():.1f} over "
@@ -256,9 +293,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args, objective, net, es, out: Path, seeds, target) -> None:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    check = SolvedCheck(
-        objective, net, args.env, seeds, target, args.eval_every, args.max_episode_steps
-    )
+    check = SolvedCheck(objective, net, args.env, seeds, target, args.eval_every)
     start = time.perf_counter()
     callbacks: list[Callback] = [check, CSVLogger(out / "log.csv")]
     if not args.quiet:

@@ -2,10 +2,8 @@
 --resume continues a run exactly."""
 
 import importlib.util
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -133,4 +131,3 @@ def test_bad_flags_fail_before_training(tmp_path, capsys):
     with pytest.raises(ValueError, match="n_samples must be an even int"):
         _run(capsys, "--n-samples", "5", "--out", tmp_path)
     assert not (tmp_path / "CartPole-v1").exists()
-    assert np.isfinite(1.0) and sys.executable
