@@ -26,6 +26,7 @@ from torch import nn
 import es_opt
 from es_opt.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
 from es_opt.checkpoint import load_checkpoint, save_checkpoint
+from es_opt.cli import run_main
 from es_opt.optim import Ligi, RangerLite
 from es_opt.rl import EpisodeReturn, EpisodeSamples, greedy_returns
 
@@ -337,4 +338,4 @@ def train(args, objective, net, es, out: Path, seeds, target) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
