@@ -23,13 +23,18 @@ from torch.func import functional_call, vmap
 from .model import Model
 from .population import Population, perturb
 
-__all__ = ["StackedModel", "VectorizationError"]
+__all__ = ["ACTIVATION_BUDGET", "StackedModel", "VectorizationError"]
 
 ONE_AT_A_TIME_HINT = (
     "evaluate members one at a time instead: set `vectorize = False` on the objective (the "
     "ready-made objectives take `vectorize=False`), and es_opt calls `objective(model, samples)` "
     "once per member"
 )
+
+
+ACTIVATION_BUDGET = 1 << 22
+"""Elements of module outputs (all modules, all stacked members) one ``vmap`` call may produce
+(16 MiB of float32): beyond it a :class:`StackedModel` call is split into several."""
 
 
 class VectorizationError(RuntimeError):
@@ -136,7 +141,15 @@ class StackedModel:
         in_dims = (0, 0 if per_member else None)
         with torch.no_grad():
             try:
-                return vmap(self._call, in_dims=in_dims)(self.stacked, inputs)
+                step = self._members_per_call(inputs, in_dims)
+                if step >= len(self):
+                    return vmap(self._call, in_dims=in_dims)(self.stacked, inputs)
+                parts = []
+                for start in range(0, len(self), step):
+                    stacked = {k: v[start : start + step] for k, v in self.stacked.items()}
+                    part_inputs = inputs[start : start + step] if per_member else inputs
+                    parts.append(vmap(self._call, in_dims=in_dims)(stacked, part_inputs))
+                return torch.cat(parts)
             except Exception as exc:
                 culprit = self._vmap_culprit(inputs, in_dims)
                 if culprit is None:  # the net fails without vmap too: not our error to explain
@@ -145,6 +158,37 @@ class StackedModel:
                 raise VectorizationError(
                     name, type(module).__name__, str(exc).split("\n")[0], _hint(module, exc)
                 ) from exc
+
+    def _members_per_call(self, inputs: Any, in_dims: tuple) -> int:
+        """How many members one ``vmap`` call may stack so that their activations stay within
+        :data:`ACTIVATION_BUDGET` elements, from one member's forward pass (1/B of the work).
+
+        Measured on a 2-core CPU: 64 members of a 64-128-10 MLP on 1,438 images (47 MB of
+        activations) ran at 0.5x the one-at-a-time speed, because nothing stays in cache."""
+        if len(self) <= 1 or not isinstance(inputs, torch.Tensor):
+            return len(self)
+        sizes: list[int] = []
+
+        def count(module: nn.Module, args: Any, output: Any) -> None:
+            if isinstance(output, torch.Tensor):
+                sizes.append(output.numel())
+
+        member = {name: value[0] for name, value in self.stacked.items()}
+        one_input = inputs[0] if in_dims[1] == 0 else inputs
+        buffers = {name: b.clone() for name, b in self.model.net.named_buffers()}
+        handles = [m.register_forward_hook(count) for m in self.model.net.modules()]
+        try:
+            output = functional_call(
+                self.model.net, {**self.shared, **buffers, **member}, (one_input,)
+            )
+        except Exception:  # let the batched call raise (and explain) the error
+            return len(self)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if not isinstance(output, torch.Tensor):  # only tensor outputs are re-assembled
+            return len(self)
+        return max(1, min(len(self), ACTIVATION_BUDGET // max(1, sum(sizes))))
 
     def _vmap_culprit(self, inputs: Any, in_dims: tuple) -> tuple[str, nn.Module] | None:
         """The innermost module that was running when ``vmap`` failed, or ``None`` when the net

@@ -126,7 +126,8 @@ class Accuracy(_Vectorizable):
 
     def __call__(self, model: Model, samples: ClassificationSamples) -> float:
         samples = _check_samples(samples, "Accuracy")
-        logits = model(samples.inputs)
+        with torch.no_grad():
+            logits = model(samples.inputs)
         _check_logits(logits, samples, "Accuracy")
         return float(_accuracy(logits, samples.targets))
 
@@ -161,7 +162,8 @@ class NegativeCrossEntropy(_Vectorizable):
 
     def __call__(self, model: Model, samples: ClassificationSamples) -> float:
         samples = _check_samples(samples, "NegativeCrossEntropy")
-        logits = model(samples.inputs)
+        with torch.no_grad():
+            logits = model(samples.inputs)
         _check_logits(logits, samples, "NegativeCrossEntropy")
         return float(_negative_cross_entropy(logits, samples.targets))
 

@@ -22,7 +22,6 @@ from es_opt.vectorized import (
 )
 from tests.conftest import assert_same_params, trainable_state
 
-
 W3 = (1.0, 0.5, 0.25)  # weights of OutputSummary's three values
 
 
@@ -116,6 +115,9 @@ def test_member_fitness_does_not_depend_on_its_batch(hidden):
         "reversed": (OutputSummary(inputs, max_batch=33), range(199, -1, -1)),
         "one by one": (OutputSummary(inputs, max_batch=1), range(0, 200, 13)),
     }
+    # 300 images x 128 units: the activation budget splits a call into blocks of 50 members
+    stacked = StackedModel(model, population, range(200))
+    assert stacked._members_per_call(inputs, (0, None)) == (50 if hidden == 128 else 166)
     for name, (objective, indices) in splits.items():
         rows, _ = evaluate_indices(model, objective, population, None, indices)
         for index, row in zip(indices, rows, strict=True):
@@ -333,7 +335,7 @@ def test_errors_of_the_net_itself_are_not_blamed_on_vmap():
     es = es_opt.ESOptimizer(
         net, objective_fn=OutputSummary(torch.randn(3, 4)), n_samples=4, obj_weights=W3
     )
-    with pytest.raises(EvaluationError, match="mat1 and mat2 shapes cannot be multiplied") as info:
+    with pytest.raises(EvaluationError, match="evaluate_population raised RuntimeError") as info:
         es.gradient_step()
     assert not isinstance(info.value.__cause__, VectorizationError)
 

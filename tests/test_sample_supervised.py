@@ -1,0 +1,66 @@
+"""sample_scripts/supervised.py end to end: a tiny budget, and the default settings (slow)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "sample_scripts" / "supervised.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("supervised_sample", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building Args
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(capsys, *argv: str) -> str:
+    assert load_script().main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def test_tiny_budget_runs_end_to_end(tmp_path, capsys):
+    out = run(capsys, "--generations", "4", "--n-samples", "10", "--eval-every", "2",
+              "--out", str(tmp_path), "--quiet")  # fmt: skip
+    match = re.search(r"test accuracy (\d\.\d+) after 4 generations, 40 evaluations", out)
+    assert match, out
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["generation"]) for row in rows] == [0, 1, 2, 3]
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--model", "cnn", "--batch-size", "64", "--optimizer", "rangerlite"),
+        ("--objective", "cross_entropy", "--optimizer", "ligi", "--no-vectorize"),
+        ("--l1-weight", "0.1", "--optimizer", "sgd", "--lr", "0.01"),
+        ("--backend", "multiprocess", "--workers", "2"),
+    ],
+)
+def test_flags(tmp_path, capsys, flags):
+    out = run(capsys, "--generations", "2", "--n-samples", "6", "--out", str(tmp_path),
+              "--quiet", *flags)  # fmt: skip
+    assert "after 2 generations, 12 evaluations" in out
+    assert re.search(r"L1 norm of the weights \d+\.\d", out)
+
+
+def test_bad_flags_are_rejected(capsys):
+    with pytest.raises(SystemExit):
+        load_script().parse_args(["--optimizer", "lbfgs"])
+    assert "invalid choice: 'lbfgs'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_default_settings_reach_90_percent_on_digits(tmp_path, capsys):
+    out = run(capsys, "--out", str(tmp_path), "--quiet")
+    accuracy = float(re.search(r"test accuracy (\d\.\d+)", out).group(1))
+    assert accuracy >= 0.90, out
