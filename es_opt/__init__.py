@@ -8,16 +8,31 @@ Example:
 
 from .errors import EvaluationError, MissingExtraError
 from .evaluators import Evaluation, Evaluator, SerialEvaluator
+from .functional import StackedModel, VectorizationError
 from .model import Model, SamplingStrategy
 from .objective import Objective, Samples
 from .optimizer import ESOptimizer
 from .population import Population
 from .result import StepResult
+from .supervised import (
+    Accuracy,
+    ClassificationSamples,
+    L1Norm,
+    MultiObjective,
+    NegativeCrossEntropy,
+)
 from .training import History
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Accuracy",
+    "ClassificationSamples",
+    "L1Norm",
+    "MultiObjective",
+    "NegativeCrossEntropy",
+    "StackedModel",
+    "VectorizationError",
     "ESOptimizer",
     "Evaluation",
     "EvaluationError",

@@ -17,6 +17,12 @@ from .model import Model
 DEFAULT_LR = 1e-2
 """Learning rate of the default inner optimizer (RangerLite), as OpenAI's ES used Adam at 0.01."""
 
+DEFAULT_BETAS = (0.9, 0.9)
+"""Betas of the default inner optimizer. RAdam's rectifier ramps the step up over roughly
+``2 / (1 − β2)`` steps: with RangerLite's own β2 = 0.999 an ES run moves at a fraction of its
+learning rate for its first hundreds of generations (measured: CartPole failed to improve for ~100
+generations), while β2 = 0.9 reaches full speed within ~20."""
+
 
 def is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -104,4 +110,4 @@ def check_optimizer_holds(optimizer: Any, model: Model) -> None:
 def default_optimizer(params: list[nn.Parameter]) -> torch.optim.Optimizer:
     from .optim import RangerLite
 
-    return RangerLite(params, lr=DEFAULT_LR)
+    return RangerLite(params, lr=DEFAULT_LR, betas=DEFAULT_BETAS)

@@ -49,8 +49,9 @@ class ESOptimizer:
     Args:
         model: the :class:`Model` (a bare ``nn.Module`` is wrapped with ``SamplingStrategy.ALL``).
         optimizer: the inner torch optimizer over the model's trainable parameters; defaults to
-            :class:`es_opt.optim.RangerLite` with ``lr=0.01``. ``sgd_optimizer`` is accepted as
-            the ancestor's name for it.
+            :class:`es_opt.optim.RangerLite` with ``lr=0.01, betas=(0.9, 0.9)`` (β2 = 0.9 so
+            that RAdam's warm-up lasts ~20 generations, not hundreds). ``sgd_optimizer`` is
+            accepted as the ancestor's name for it.
         objective_fn: an :class:`Objective` or any callable ``(model, samples) -> score(s)``.
         obj_weights: one weight per objective (default ``[1.0]``); a negative weight minimises.
         sigma: standard deviation of the perturbations (> 0).

@@ -131,6 +131,9 @@ def test_default_inner_optimizer_and_ancestor_keyword():
     net = make_mlp()
     es = ESOptimizer(Model(net), objective_fn=Quadratic(), n_samples=4)
     assert type(es.optimizer).__name__ == "RangerLite"
+    group = es.optimizer.param_groups[0]
+    assert group["lr"] == 0.01 and tuple(group["betas"]) == (0.9, 0.9)
+    assert {id(p) for p in group["params"]} == {id(p) for p in net.parameters()}
     sgd = torch.optim.SGD(net.parameters(), lr=0.1)
     es2 = ESOptimizer(Model(net), sgd_optimizer=sgd, objective_fn=Quadratic(), n_samples=4)
     assert es2.optimizer is sgd and es2.sgd_optimizer is sgd
