@@ -18,6 +18,7 @@ import torch
 
 from ..errors import EvaluationError
 from ..population import Population
+from ..vectorized import is_vectorized
 from .base import Evaluation, stack_rows
 
 __all__ = [
@@ -271,6 +272,13 @@ class Chunk:
     def describe(self) -> str:
         first, last = self.indices[0], self.indices[-1]
         return f"evaluation {first}" if first == last else f"evaluations {first}..{last}"
+
+
+def chunks_per_worker(objective: Any) -> int:
+    """How finely :class:`ChunkQueue` cuts a generation: a vectorised objective evaluates a chunk
+    as one batched call, so it gets one large chunk per worker first (then smaller ones to
+    balance the end); a one-at-a-time objective gets two per worker."""
+    return 1 if is_vectorized(objective) else 2
 
 
 class ChunkQueue:

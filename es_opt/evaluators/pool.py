@@ -24,6 +24,7 @@ from ._dispatch import (
     Collector,
     Options,
     StepMessages,
+    chunks_per_worker,
     pickle_bound,
     rebuild_error,
 )
@@ -126,7 +127,8 @@ class PoolEvaluator(Evaluator):
         return collector.evaluation()
 
     def _run(self, step: int, n_evals: int) -> Collector:
-        queue = ChunkQueue(n_evals, len(self._workers))
+        per_worker = chunks_per_worker(self.objective)
+        queue = ChunkQueue(n_evals, len(self._workers), per_worker=per_worker)
         collector = Collector(n_evals)
         while True:
             # Each worker holds up to IN_FLIGHT chunks, so that it starts its next chunk at once

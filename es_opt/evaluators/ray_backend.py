@@ -25,6 +25,7 @@ from ._dispatch import (
     Collector,
     Options,
     StepMessages,
+    chunks_per_worker,
     default_n_workers,
     pickle_bound,
     rebuild_error,
@@ -153,7 +154,7 @@ class RayEvaluator(Evaluator):
     def _run(self, step: int, n_evals: int) -> Collector:
         ray = importlib.import_module("ray")
         n_actors = len(self._actors)
-        queue = ChunkQueue(n_evals, n_actors)
+        queue = ChunkQueue(n_evals, n_actors, per_worker=chunks_per_worker(self.objective))
         collector = Collector(n_evals)
         last_step = [info.get("last_step") for info in self._info]
         refs: dict[int, Any] = {}  # id(payload) -> ObjectRef, one ray.put per message per step
