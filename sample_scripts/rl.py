@@ -42,12 +42,14 @@ PRESETS: dict[str, dict] = {
     "Acrobot-v1": dict(
         policy="linear", sigma=0.1, n_samples=16, lr=0.1, betas=(0.9, 0.9), normalize=True
     ),
+    # Pendulum: large steps (sigma 0.5, lr 0.6) swing up within a minute (-220 to -290 over
+    # seeds 0-2); sigma 0.1-0.3 or lr 0.05-0.2 (RangerLite or Adam) stayed near -1,000.
     "Pendulum-v1": dict(
         policy="mlp",
         hidden=32,
-        sigma=0.2,
+        sigma=0.5,
         n_samples=40,
-        lr=0.05,
+        lr=0.6,
         betas=(0.9, 0.9),
         action="tanh",
         normalize=True,

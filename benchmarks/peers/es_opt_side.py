@@ -1,209 +1,181 @@
-"""es_opt's side, written against the public API only:
+"""es_opt's side: the library's own ready-made pieces, configured exactly as its sample scripts
+configure them by default.
 
-    Model(net=...), ESOptimizer(model=, objective_fn=, sigma=, n_samples=, seed=),
-    es.gradient_step(samples), Objective, Samples
+- CartPole-v1 and Pendulum-v1: ``sample_scripts/rl.py``'s preset for the environment (policy,
+  sigma, n_samples, inner optimizer and its learning rate, action mapping, observation
+  normalisation), built by the script's own ``parse_args`` and ``build``: an
+  :class:`es_opt.rl.EpisodeReturn` objective with vectorised rollouts (one batched policy forward
+  per time step over the whole population) and :class:`es_opt.rl.EpisodeSamples` reset seeds
+  (common random numbers within a generation).
+- Digits: ``sample_scripts/supervised.py``'s defaults (network, optimizer, sigma, n_samples,
+  full training set or minibatches), built by the script's ``build_net`` / ``build_objective`` /
+  ``build_optimizer``: the vectorised :class:`es_opt.supervised.Accuracy` objective on the shared
+  split of :func:`tasks.load_digits_data`.
 
-For now every task uses a plain :class:`es_opt.Objective` that does its own gymnasium rollouts
-or its own accuracy; each task has one function marked ``SWITCH POINT`` that builds the
-objective and its samples, to be replaced by the library's ready-made objectives
-(``es_opt.rl``, the supervised accuracy objective) once their API is fixed.
+The scripts are loaded from their files, so the benchmark always runs the settings the library
+ships. What is shared with the other sides is unchanged: the trackers of ``tasks.py`` (clock
+started first thing, greedy evaluation of the centre on the unseen seeds, schedule). Training
+episode seeds are reduced below ``tasks.TRAIN_SEED_LIMIT`` so they never meet an evaluation seed.
 
-Reproducibility: the optimizer gets the run's seed; episode seeds come from a
-``numpy.random.Generator`` seeded with it; the networks are initialised under
-``torch.random.fork_rng`` with that seed, so no global generator is touched.
+Reproducibility: the optimizer gets the run's seed; the scripts' network initialisation seeds
+torch's global generator, which this side wraps in ``torch.random.fork_rng``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks.peers import tasks
-from es_opt import ESOptimizer, Model, Objective, Samples
 
 SIDE = "es_opt"
-
-# Provisional settings (the inner optimizer is the library's default, RangerLite).
-SETTINGS = {
-    tasks.CARTPOLE: {
-        "sigma": 0.1,
-        "n_samples": 20,
-        "episodes_per_evaluation": 1,
-        "network": "4-16-2 tanh (tasks.cartpole_net)",
-    },
-    tasks.PENDULUM: {
-        "sigma": 0.1,
-        "n_samples": 40,
-        "episodes_per_evaluation": 1,
-        "network": "3-16-1 tanh (tasks.pendulum_net)",
-    },
-    tasks.DIGITS: {
-        "sigma": 0.05,
-        "n_samples": 100,
-        "objective": "raw training accuracy, full training set",
-        "network": "64-32-10 tanh (tasks.digits_net)",
-    },
-}
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "sample_scripts"
 
 
-@dataclass
-class EpisodeSeeds(Samples):
-    """Reset seeds of the episodes every perturbation plays in one step (common random
-    numbers: all perturbations of a step face the same start states)."""
-
-    seeds: list[int] = field(default_factory=list)
-
-
-@dataclass
-class Batch(Samples):
-    inputs: torch.Tensor
-    targets: torch.Tensor
-
-
-class EpisodicReturn(Objective):
-    """Mean return of greedy episodes on ``samples.seeds``; counts environment steps through
-    the ``collect_stats`` / ``merge_stats`` hooks so that parallel evaluators count too."""
-
-    def __init__(self, env_id: str, *, discrete: bool):
-        self.env_id = env_id
-        self.discrete = discrete
-        self._env = None
-        self._pending = [0, 0]  # steps, episodes since the last collect_stats()
-        self.total_steps = 0
-        self.total_episodes = 0
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_env"] = None  # environments do not travel to workers; each makes its own
-        return state
-
-    def _get_env(self):
-        if self._env is None:
-            import gymnasium as gym
-
-            self._env = gym.make(self.env_id)
-        return self._env
-
-    def __call__(self, model: Model, samples: EpisodeSeeds) -> float:
-        env = self._get_env()
-        total = 0.0
-        with torch.no_grad():
-            for seed in samples.seeds:
-                obs, _ = env.reset(seed=int(seed))
-                done = False
-                while not done:
-                    out = model(torch.as_tensor(obs, dtype=torch.float32))
-                    action = int(out.argmax()) if self.discrete else out.numpy()
-                    obs, reward, terminated, truncated, _ = env.step(action)
-                    total += float(reward)
-                    self._pending[0] += 1
-                    done = terminated or truncated
-                self._pending[1] += 1
-        return total / len(samples.seeds)
-
-    def collect_stats(self) -> tuple[int, int]:
-        out = tuple(self._pending)
-        self._pending = [0, 0]
-        return out
-
-    def merge_stats(self, stats: list[Any]) -> None:
-        for item in stats:
-            if item is not None:
-                self.total_steps += item[0]
-                self.total_episodes += item[1]
-
-
-class TrainAccuracy(Objective):
-    """Raw accuracy of the perturbed network on ``samples``."""
-
-    def __call__(self, model: Model, samples: Batch) -> float:
-        with torch.no_grad():
-            pred = model(samples.inputs).argmax(dim=-1)
-        return float((pred == samples.targets).float().mean())
-
-
-def _init_net(factory: Callable[[], torch.nn.Module], seed: int) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory()
-
-
-# --- SWITCH POINT (CartPole): replace with es_opt.rl's episodic-return objective ------------
-def cartpole_objective(seed: int) -> tuple[EpisodicReturn, Callable[[], EpisodeSeeds]]:
-    rng = np.random.default_rng(seed)
-    n = SETTINGS[tasks.CARTPOLE]["episodes_per_evaluation"]
-    objective = EpisodicReturn(tasks.CARTPOLE_ENV, discrete=True)
-    return objective, lambda: EpisodeSeeds(rng.integers(tasks.TRAIN_SEED_LIMIT, size=n).tolist())
-
-
-# --- SWITCH POINT (Pendulum): replace with es_opt.rl's episodic-return objective ------------
-def pendulum_objective(seed: int) -> tuple[EpisodicReturn, Callable[[], EpisodeSeeds]]:
-    rng = np.random.default_rng(seed)
-    n = SETTINGS[tasks.PENDULUM]["episodes_per_evaluation"]
-    objective = EpisodicReturn(tasks.PENDULUM_ENV, discrete=False)
-    return objective, lambda: EpisodeSeeds(rng.integers(tasks.TRAIN_SEED_LIMIT, size=n).tolist())
-
-
-# --- SWITCH POINT (digits): replace with the library's supervised accuracy objective --------
-def digits_objective(data: tasks.DigitsData) -> tuple[TrainAccuracy, Callable[[], Batch]]:
-    batch = Batch(data.x_train, data.y_train)
-    return TrainAccuracy(), lambda: batch
-
-
-def _run_rl(task: str, tracker, net_factory, make_objective, seed: int) -> dict:
-    cfg = SETTINGS[task]
-    net = _init_net(net_factory, seed)
-    objective, next_samples = make_objective(seed)
-    es = ESOptimizer(
-        model=Model(net=net),
-        objective_fn=objective,
-        sigma=cfg["sigma"],
-        n_samples=cfg["n_samples"],
-        seed=seed,
+@cache
+def sample_script(name: str) -> ModuleType:
+    """``sample_scripts/<name>.py``, imported from its file."""
+    spec = importlib.util.spec_from_file_location(
+        f"_es_opt_sample_{name}", SAMPLES_DIR / f"{name}.py"
     )
-    act = tasks.greedy_torch_act(net, discrete=task == tasks.CARTPOLE)
-    while not tracker.done():
-        es.gradient_step(next_samples())
-        if tracker.due():
-            tracker.evaluate(
-                act, train_steps=objective.total_steps, train_episodes=objective.total_episodes
-            )
-    return tracker.result({**cfg, "inner_optimizer": "default (RangerLite)"})
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rl_args(env_id: str, seed: int) -> argparse.Namespace:
+    return sample_script("rl").parse_args(["--env", env_id, "--seed", str(seed), "--quiet"])
+
+
+def _rl_settings(env_id: str) -> dict[str, Any]:
+    args = _rl_args(env_id, 0)
+    keys = ("policy", "hidden", "sigma", "n_samples", "lr", "optimizer", "betas", "episodes",
+            "action", "normalize", "strategy", "backend")  # fmt: skip
+    out = {k: getattr(args, k) for k in keys}
+    if out["policy"] == "linear":
+        out.pop("hidden")
+        out["policy"] = "linear (zero init)"
+    else:
+        out["policy"] = f"mlp {out.pop('hidden')} tanh (zero-initialised output layer)"
+    out["betas"] = "default" if out["betas"] is None else tuple(out["betas"])
+    out["vectorized_rollouts"] = True
+    out["source"] = f"sample_scripts/rl.py --env {env_id} (its defaults)"
+    return out
+
+
+def _digits_settings() -> dict[str, Any]:
+    args = sample_script("supervised").parse_args([])
+    return {
+        "network": f"64-{args.hidden}-10 tanh ({args.model})",
+        "objective": f"{args.objective} (es_opt.supervised, vectorised)",
+        "sigma": args.sigma,
+        "n_samples": args.n_samples,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "batch": "full training set" if args.batch_size <= 0 else f"minibatch {args.batch_size}",
+        "backend": args.backend,
+        "source": "sample_scripts/supervised.py (its defaults)",
+    }
+
+
+def _settings() -> dict[str, dict[str, Any]]:
+    try:
+        return {
+            tasks.CARTPOLE: _rl_settings(tasks.CARTPOLE_ENV),
+            tasks.PENDULUM: _rl_settings(tasks.PENDULUM_ENV),
+            tasks.DIGITS: _digits_settings(),
+        }
+    except Exception as exc:  # reported by the runs themselves; keep the module importable
+        return {task: {"error": f"{type(exc).__name__}: {exc}"} for task in tasks.TASKS}
+
+
+SETTINGS = _settings()
+
+
+def _train_seeds(seed: int, generation: int, episodes: int):
+    """The sample script's reset seeds for the generation, reduced below the evaluation seeds."""
+    from es_opt.rl import EpisodeSamples
+
+    seeds = EpisodeSamples.for_generation(seed, generation, episodes).seeds
+    return EpisodeSamples(tuple(s % tasks.TRAIN_SEED_LIMIT for s in seeds))
+
+
+# --- SWITCH POINT (CartPole, Pendulum): es_opt.rl as sample_scripts/rl.py builds it ----------
+def _run_rl(task: str, env_id: str, tracker, seed: int) -> dict:
+    rl = sample_script("rl")
+    args = _rl_args(env_id, seed)
+    with torch.random.fork_rng(devices=[]):
+        objective, net, es = rl.build(args)
+    try:
+        while not tracker.done():
+            es.gradient_step(_train_seeds(seed, es.generation, args.episodes))
+            if tracker.due():
+                policy = objective.policy(net)  # greedy, with the current frozen normaliser
+                tracker.evaluate(
+                    policy.act,
+                    train_steps=objective.steps,
+                    train_episodes=es.generation * args.n_samples * args.episodes,
+                )
+    finally:
+        es.close()
+    return tracker.result(SETTINGS[task])
 
 
 def run_cartpole(seed: int, budget_s: float) -> dict:
     tracker = tasks.CartPoleTracker(budget_s)
-    return _run_rl(tasks.CARTPOLE, tracker, tasks.cartpole_net, cartpole_objective, seed)
+    return _run_rl(tasks.CARTPOLE, tasks.CARTPOLE_ENV, tracker, seed)
 
 
 def run_pendulum(seed: int, budget_s: float) -> dict:
     tracker = tasks.PendulumTracker(budget_s)
-    return _run_rl(tasks.PENDULUM, tracker, tasks.pendulum_net, pendulum_objective, seed)
+    return _run_rl(tasks.PENDULUM, tasks.PENDULUM_ENV, tracker, seed)
 
 
+# --- SWITCH POINT (digits): es_opt.supervised as sample_scripts/supervised.py builds it -------
 def run_digits(seed: int, budget_s: float) -> dict:
-    cfg = SETTINGS[tasks.DIGITS]
     tracker = tasks.DigitsTracker(budget_s)
-    net = _init_net(tasks.digits_net, seed)
-    objective, next_samples = digits_objective(tracker.data)
-    es = ESOptimizer(
-        model=Model(net=net),
+    import es_opt
+    from es_opt.supervised import ClassificationSamples
+
+    sup = sample_script("supervised")
+    args = sup.parse_args(["--seed", str(seed), "--quiet"])
+    data = tracker.data
+    train = ClassificationSamples(data.x_train, data.y_train.long())
+    with torch.random.fork_rng(devices=[]):
+        net = sup.build_net(args, train.inputs.shape[1], int(train.targets.max()) + 1)
+    objective, weights = sup.build_objective(args)
+    es = es_opt.ESOptimizer(
+        es_opt.Model(net),
+        sup.build_optimizer(args.optimizer, net.parameters(), args.lr),
         objective_fn=objective,
-        sigma=cfg["sigma"],
-        n_samples=cfg["n_samples"],
+        obj_weights=weights,
+        sigma=args.sigma,
+        n_samples=args.n_samples,
+        n_workers=args.workers or None,
         seed=seed,
+        backend=args.backend,
     )
-    while not tracker.done():
-        es.gradient_step(next_samples())
-        if tracker.due():
-            tracker.evaluate(net)
-    return tracker.result({**cfg, "inner_optimizer": "default (RangerLite)"}, net)
+    try:
+        while not tracker.done():
+            if args.batch_size <= 0:
+                samples = train
+            else:
+                samples = train.minibatch(args.batch_size, seed=seed, generation=es.generation)
+            es.gradient_step(samples)
+            if tracker.due():
+                tracker.evaluate(net)
+    finally:
+        es.close()
+    return tracker.result(SETTINGS[tasks.DIGITS], net)
 
 
 RUNNERS = {
