@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.callbacks import Callback, CSVLogger, ProgressBar
+from es_opt.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
+from es_opt.checkpoint import load_checkpoint
 from es_opt.cli import run_main
 from es_opt.datasets import load_digits, load_mnist
 from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
@@ -56,7 +57,11 @@ class Args:
     workers: int = field(default=0, metadata={"help": "workers of the parallel backends (0: auto)"})
     max_batch: int = field(default=0, metadata={"help": "members per batched call (0: auto)"})
     no_vectorize: bool = field(default=False, metadata={"help": "evaluate one member at a time"})
-    out: str = field(default="runs/supervised", metadata={"help": "folder for the log and curve"})
+    out: str = field(
+        default="runs/supervised", metadata={"help": "folder for the checkpoint, log and curve"}
+    )
+    resume: str = field(default="", metadata={"help": "continue the run saved in this checkpoint"})
+    checkpoint_every: int = field(default=10, metadata={"help": "save a checkpoint every N gens"})
     quiet: bool = field(default=False, metadata={"help": "no progress bar"})
 
 
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
     )
 
+    if args.resume:  # the same flags continue the saved run bit for bit
+        load_checkpoint(args.resume, es)
+
     def samples(generation: int):
         if args.batch_size <= 0:
             return train
@@ -174,12 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     check = TestAccuracy(es.model, test, args.eval_every, args.target, start)
     names = ["accuracy" if args.objective == "accuracy" else "-CE"] + ["L1"] * (len(weights) - 1)
-    callbacks: list[Callback] = [check, CSVLogger(out / "log.csv")]
+    callbacks: list[Callback] = [
+        check,
+        CSVLogger(out / "log.csv"),
+        Checkpoint(out / "checkpoint.pt", every=args.checkpoint_every, config=args),
+    ]
     if not args.quiet:
         extra = lambda result: {"test": f"{check.accuracy:.3f}"}  # noqa: E731
         callbacks.insert(0, ProgressBar(objective_names=names, extra=extra, desc="digits"))
     with es:
-        history = es.fit(samples, generations=args.generations, callbacks=callbacks)
+        remaining = max(0, args.generations - es.generation)
+        history = es.fit(samples, generations=remaining, callbacks=callbacks)
     elapsed = time.perf_counter() - start
     accuracy = check.measure()
     evaluations = sum(result.n_evals for result in history)

@@ -64,3 +64,22 @@ def test_default_settings_reach_90_percent_on_digits(tmp_path, capsys):
     out = run(capsys, "--out", str(tmp_path), "--quiet")
     accuracy = float(re.search(r"test accuracy (\d\.\d+)", out).group(1))
     assert accuracy >= 0.90, out
+
+
+def test_resume_continues_the_run_bit_for_bit(tmp_path, capsys):
+    import torch
+
+    tiny = ("--n-samples", "10", "--quiet", "--checkpoint-every", "1", "--batch-size", "128")
+    run(capsys, "--generations", "4", "--out", str(tmp_path / "straight"), *tiny)
+    run(capsys, "--generations", "2", "--out", str(tmp_path / "resumed"), *tiny)
+    checkpoint = tmp_path / "resumed" / "checkpoint.pt"
+    out = run(capsys, "--generations", "4", "--out", str(tmp_path / "resumed"), "--resume",
+              str(checkpoint), *tiny)  # fmt: skip
+    assert "after 2 generations, 20 evaluations" in out  # it ran only the missing generations
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    resumed = torch.load(checkpoint, weights_only=True)
+    assert resumed["es"]["generation"] == straight["es"]["generation"] == 4
+    for name, value in straight["net"].items():
+        assert torch.equal(value, resumed["net"][name]), name
+    with open(tmp_path / "resumed" / "log.csv") as handle:
+        assert [int(row["generation"]) for row in csv.DictReader(handle)] == [0, 1, 2, 3]
