@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import Optimizer
 
 try:  # torch's own default rule (the function its optimizers call for foreach=None)
     from torch.optim.optimizer import _default_to_fused_or_foreach
@@ -235,3 +236,36 @@ def lookahead_sync(params: list[Tensor], slows: list[Tensor], alpha: float) -> N
         return
     torch._foreach_lerp_(slows, params, alpha)
     torch._foreach_copy_(params, slows)
+
+
+class CheckedOptimizer(Optimizer):
+    """The shell RangerLite and Ligi share: every param group's hyperparameters are checked when
+    the group is added (a bad group is not kept), and loading a state dict fills the options an
+    older state dict lacks and turns tensor step counts into ints (no device sync per step)."""
+
+    option_defaults: dict[str, Any] = {}
+
+    @staticmethod
+    def check_group(group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group (see ``torch.optim.Optimizer``); its hyperparameters are checked."""
+        super().add_param_group(param_group)
+        try:
+            self.check_group(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()
+            raise
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for key, value in self.option_defaults.items():
+            self.defaults.setdefault(key, value)
+        for group in self.param_groups:
+            for key in self.option_defaults:
+                group.setdefault(key, self.defaults[key])
+            for p in group["params"]:
+                p_state = self.state.get(p)
+                if p_state and torch.is_tensor(p_state.get("step")):
+                    p_state["step"] = int(p_state["step"])

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.optimizer import ParamsT
 
 from ._common import (
+    CheckedOptimizer,
     check_betas,
     check_lr,
     check_non_negative,
@@ -40,7 +41,7 @@ def _check_hyperparameters(h: dict[str, Any]) -> None:
     check_non_negative("weight_decay", h["weight_decay"])
 
 
-class Ligi(Optimizer):
+class Ligi(CheckedOptimizer):
     r"""Ligi, the update rule discovered by reinforcement-learning optimizer search (RLOS).
 
     With :math:`t` the parameter's own step count (from 1), :math:`m_0 = 0` and :math:`g` the
@@ -86,6 +87,9 @@ class Ligi(Optimizer):
         True
     """
 
+    option_defaults = _DEFAULTS
+    check_group = staticmethod(_check_hyperparameters)
+
     def __init__(
         self,
         params: ParamsT,
@@ -109,27 +113,6 @@ class Ligi(Optimizer):
         }
         _check_hyperparameters(defaults)
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group (see ``torch.optim.Optimizer``); its hyperparameters are checked."""
-        super().add_param_group(param_group)
-        try:
-            _check_hyperparameters(self.param_groups[-1])
-        except ValueError:
-            self.param_groups.pop()
-            raise
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        for key, value in _DEFAULTS.items():
-            self.defaults.setdefault(key, value)
-        for group in self.param_groups:
-            for key in _DEFAULTS:
-                group.setdefault(key, self.defaults[key])
-            for p in group["params"]:
-                p_state = self.state.get(p)
-                if p_state and torch.is_tensor(p_state.get("step")):
-                    p_state["step"] = int(p_state["step"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:

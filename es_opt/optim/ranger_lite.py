@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.optim.optimizer import Optimizer, ParamsT
+from torch.optim.optimizer import ParamsT
 
 from ._common import (
+    CheckedOptimizer,
     check_betas,
     check_lr,
     check_non_negative,
@@ -52,7 +53,7 @@ def _check_hyperparameters(h: dict[str, Any]) -> None:
     check_optional_positive("grad_clip_value", h["grad_clip_value"])
 
 
-class RangerLite(Optimizer):
+class RangerLite(CheckedOptimizer):
     r"""RAdam with Lookahead (Ranger), with every hyperparameter per parameter group.
 
     Each parameter takes a RAdam step (Liu et al., 2019, "On the Variance of the Adaptive Learning
@@ -125,6 +126,9 @@ class RangerLite(Optimizer):
         True
     """
 
+    option_defaults = _DEFAULTS
+    check_group = staticmethod(_check_hyperparameters)
+
     def __init__(
         self,
         params: ParamsT,
@@ -157,33 +161,16 @@ class RangerLite(Optimizer):
         _check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group (see ``torch.optim.Optimizer``); its hyperparameters are checked."""
-        super().add_param_group(param_group)
-        try:
-            _check_hyperparameters(self.param_groups[-1])
-        except ValueError:
-            self.param_groups.pop()
-            raise
-
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Also runs inside load_state_dict: fills options that an older RangerLite or a plain
         # torch.optim.RAdam state dict lacks, converts tensor step counts to ints, and starts
         # the slow weights of parameters that have moments but no slow weights at their
         # current value (their next Lookahead sync counts on from the loaded step).
         super().__setstate__(state)
-        for key, value in _DEFAULTS.items():
-            self.defaults.setdefault(key, value)
         for group in self.param_groups:
-            for key in _DEFAULTS:
-                group.setdefault(key, self.defaults[key])
             for p in group["params"]:
                 p_state = self.state.get(p)
-                if not p_state:
-                    continue
-                if torch.is_tensor(p_state.get("step")):
-                    p_state["step"] = int(p_state["step"])
-                if "slow_param" not in p_state:
+                if p_state and "slow_param" not in p_state:
                     p_state["slow_param"] = p.detach().clone()
 
     @torch.no_grad()
