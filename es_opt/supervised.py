@@ -109,7 +109,32 @@ def _check_logits(logits: torch.Tensor, samples: ClassificationSamples, who: str
         )
 
 
-class Accuracy(_Vectorizable):
+class _LogitsObjective(_Vectorizable):
+    """A score of the net's logits on (inputs, targets), one member or a stacked population."""
+
+    @staticmethod
+    def score(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: Model, samples: ClassificationSamples) -> float:
+        who = type(self).__name__
+        samples = _check_samples(samples, who)
+        with torch.no_grad():
+            logits = model(samples.inputs)
+        _check_logits(logits, samples, who)
+        return float(self.score(logits, samples.targets))
+
+    def evaluate_population(
+        self, population: StackedModel, samples: ClassificationSamples
+    ) -> torch.Tensor:
+        who = type(self).__name__
+        samples = _check_samples(samples, who)
+        logits = population(samples.inputs)
+        _check_logits(logits, samples, who)
+        return self.score(logits, samples.targets).unsqueeze(-1)
+
+
+class Accuracy(_LogitsObjective):
     """Fraction of examples whose highest logit is the target class (maximised).
 
     Args:
@@ -124,20 +149,7 @@ class Accuracy(_Vectorizable):
         True
     """
 
-    def __call__(self, model: Model, samples: ClassificationSamples) -> float:
-        samples = _check_samples(samples, "Accuracy")
-        with torch.no_grad():
-            logits = model(samples.inputs)
-        _check_logits(logits, samples, "Accuracy")
-        return float(_accuracy(logits, samples.targets))
-
-    def evaluate_population(
-        self, population: StackedModel, samples: ClassificationSamples
-    ) -> torch.Tensor:
-        samples = _check_samples(samples, "Accuracy")
-        logits = population(samples.inputs)
-        _check_logits(logits, samples, "Accuracy")
-        return _accuracy(logits, samples.targets).unsqueeze(-1)
+    score = staticmethod(lambda logits, targets: _accuracy(logits, targets))
 
 
 def _accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -145,7 +157,7 @@ def _accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) == targets).to(torch.float64).mean(dim=-1)
 
 
-class NegativeCrossEntropy(_Vectorizable):
+class NegativeCrossEntropy(_LogitsObjective):
     """``−CE = mean_n log softmax(logits_n)[target_n]`` (maximised; 0 is perfect).
 
     Args:
@@ -160,20 +172,7 @@ class NegativeCrossEntropy(_Vectorizable):
         True
     """
 
-    def __call__(self, model: Model, samples: ClassificationSamples) -> float:
-        samples = _check_samples(samples, "NegativeCrossEntropy")
-        with torch.no_grad():
-            logits = model(samples.inputs)
-        _check_logits(logits, samples, "NegativeCrossEntropy")
-        return float(_negative_cross_entropy(logits, samples.targets))
-
-    def evaluate_population(
-        self, population: StackedModel, samples: ClassificationSamples
-    ) -> torch.Tensor:
-        samples = _check_samples(samples, "NegativeCrossEntropy")
-        logits = population(samples.inputs)
-        _check_logits(logits, samples, "NegativeCrossEntropy")
-        return _negative_cross_entropy(logits, samples.targets).unsqueeze(-1)
+    score = staticmethod(lambda logits, targets: _negative_cross_entropy(logits, targets))
 
 
 def _negative_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
