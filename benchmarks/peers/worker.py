@@ -23,9 +23,19 @@ SIDE_MODULES = {
 }
 
 
+def _preload_torch_lazy_imports() -> None:
+    """The first ``torch.optim.Optimizer`` a process builds imports ``torch._dynamo`` (~2 s
+    here): an import, so it is paid here, outside the clock, for every side alike (EvoTorch's
+    own optimizers never build one; es_opt's and pytorch-optimize's do)."""
+    import torch
+
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
+
+
 def run_one(side: str, task: str, seed: int, budget_s: float) -> dict:
     start = time.perf_counter()
     try:
+        _preload_torch_lazy_imports()
         module = importlib.import_module(SIDE_MODULES[side])
     except Exception:
         return {"error": "import failed:\n" + traceback.format_exc(), "phase": "import"}
