@@ -126,8 +126,8 @@ def _members(
     for start in range(0, len(indices), per_chunk):
         chunk = indices[start : start + per_chunk]
         pieces = list(population.unflatten(population.stacked_parameters(chunk)).values())
-        for row, index in enumerate(chunk):
-            yield index, [piece[row] for piece in pieces]
+        # unbind makes every member's views in one call per parameter, not one per member
+        yield from zip(chunk, zip(*(piece.unbind(0) for piece in pieces), strict=True), strict=True)
 
 
 def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
