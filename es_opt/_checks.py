@@ -79,10 +79,11 @@ def raise_weight(w: Any) -> bool:
 def check_shaping(shaping: Any) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
     if callable(shaping):
         return getattr(shaping, "__name__", "custom"), shaping
-    if shaping not in shaping_lib.SHAPINGS:
-        choices = ", ".join(repr(s) for s in shaping_lib.SHAPINGS)
+    shape = shaping_lib.parse_shaping(shaping) if isinstance(shaping, str) else None
+    if shape is None:
+        choices = ", ".join(repr(s) for s in (*shaping_lib.SHAPINGS, "top_pairs(k)"))
         raise ValueError(f"shaping must be one of {choices} or a function, got {shaping!r}")
-    return shaping, shaping_lib.SHAPINGS[shaping]
+    return shaping.replace(" ", ""), shape
 
 
 def check_parameters(model: Model) -> None:

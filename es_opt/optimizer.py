@@ -59,7 +59,8 @@ class ESOptimizer:
         devices: the ancestor's list of devices; parallel workers are pinned to them round-robin.
         n_workers: worker processes (``multiprocess``) or actors (``ray``).
         seed: every random draw of the run derives from it (and the generation, and the index).
-        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"``, or a function
+        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"``, ``"top_pairs(k)"``
+            (ARS's top directions, :class:`es_opt.shaping.TopPairs`), or a function
             ``Tensor[n] -> Tensor[n]``.
         backend: ``"serial"``, ``"multiprocess"``, ``"ray"`` or an
             :class:`~es_opt.evaluators.Evaluator`. By default ``"serial"``, or ``"multiprocess"``
@@ -343,7 +344,11 @@ class ESOptimizer:
         sigma = check_sigma(state["sigma"])
         n_samples = check_n_samples(state["n_samples"])
         weights = check_weights(state.get("obj_weights", self.obj_weights))
-        shaping_name, shape = check_shaping(state.get("shaping", self.shaping_name))
+        saved_shaping = state.get("shaping", self.shaping_name)
+        if saved_shaping == self.shaping_name:  # also a custom function, known by its name only
+            shaping_name, shape = self.shaping_name, self._shape
+        else:
+            shaping_name, shape = check_shaping(saved_shaping)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])

@@ -7,11 +7,20 @@ strictly increasing transform of the fitness and bounds the influence of outlier
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["centered_ranks", "z_score", "raw", "SHAPINGS", "weighted_scores"]
+__all__ = [
+    "centered_ranks",
+    "z_score",
+    "raw",
+    "TopPairs",
+    "SHAPINGS",
+    "parse_shaping",
+    "weighted_scores",
+]
 
 
 def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:
@@ -21,8 +30,8 @@ def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:
     ±0.5 and depends only on the order of the values. A single value gets 0.
 
     Example:
-        >>> centered_ranks(torch.tensor([10.0, -3.0, 10.0, 7.0])).tolist()
-        [0.3333333333333333, -0.5, 0.3333333333333333, -0.16666666666666666]
+        >>> [round(v, 4) for v in centered_ranks(torch.tensor([10.0, -3.0, 10.0, 7.0])).tolist()]
+        [0.3333, -0.5, 0.3333, -0.1667]
     """
     x = fitness.to(torch.float64).flatten()
     n = x.numel()
@@ -60,11 +69,80 @@ def raw(fitness: torch.Tensor) -> torch.Tensor:
     return fitness.to(torch.float64).flatten().clone()
 
 
+class TopPairs:
+    """Augmented Random Search's top-direction shaping (Mania et al. 2018, ARS V1-t / V2-t).
+
+    Keeps the ``k`` antithetic pairs whose better member, ``max(f⁺, f⁻)``, is highest, divides
+    their fitness by the standard deviation of the ``2k`` kept values and gives every other pair
+    0. Scores are in evaluation order (``+`` at even indices, as everywhere in es_opt) and are
+    scaled by ``P / k`` (``P`` pairs), so that the estimator's ``1 / (n σ)`` becomes
+    ``1 / (2 k σ)``: the mean over the kept pairs. ARS's update ``α / (k σ_R) Σ (r⁺ − r⁻) δ``
+    is then SGD (no momentum) with ``lr = 2 σ α``.
+
+    Dropping the pairs whose both members did poorly cuts the noise of the estimate on tasks
+    where most directions are useless, e.g. MuJoCo locomotion. Ties in ``max(f⁺, f⁻)`` keep the
+    lower pair index. ``k >= P`` keeps every pair (ARS V1 / V2).
+
+    As a string: ``shaping="top_pairs(8)"`` (also what ``ESOptimizer.state_dict`` stores).
+
+    Example:
+        >>> shape = TopPairs(1)
+        >>> shape(torch.tensor([1.0, 3.0, 10.0, 6.0])).tolist()  # pair 1 has the best member
+        [0.0, 0.0, 10.0, 6.0]
+    """
+
+    def __init__(self, k: int):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"TopPairs needs a positive int k (pairs kept), got {k!r}")
+        self.k = k
+        self.__name__ = f"top_pairs({k})"
+
+    def __call__(self, fitness: torch.Tensor) -> torch.Tensor:
+        x = fitness.to(torch.float64).flatten()
+        if x.numel() % 2:
+            raise ValueError(
+                f"TopPairs needs antithetic pairs (an even number of values), got {x.numel()}"
+            )
+        plus, minus = x[0::2], x[1::2]
+        n_pairs = plus.numel()
+        k = min(self.k, n_pairs)
+        best = torch.maximum(plus, minus)
+        kept = torch.sort(torch.argsort(best, descending=True, stable=True)[:k]).values
+        values = torch.stack([plus[kept], minus[kept]], dim=1)  # [k, 2]
+        out = torch.zeros_like(x)
+        std = values.std(unbiased=False)
+        if std == 0:
+            return out
+        values = values / std * (n_pairs / k)
+        out[2 * kept] = values[:, 0]
+        out[2 * kept + 1] = values[:, 1]
+        return out
+
+    def __repr__(self) -> str:
+        return f"TopPairs({self.k})"
+
+
 SHAPINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "centered_ranks": centered_ranks,
     "z_score": z_score,
     "raw": raw,
 }
+
+
+def parse_shaping(name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The shaping a name stands for (a key of :data:`SHAPINGS` or ``"top_pairs(k)"``), else
+    ``None``.
+
+    Example:
+        >>> parse_shaping("top_pairs(4)"), parse_shaping("softmax")
+        (TopPairs(4), None)
+    """
+    if name in SHAPINGS:
+        return SHAPINGS[name]
+    match = re.fullmatch(r"top_pairs\(\s*(\d+)\s*\)", name)
+    if match and int(match.group(1)) > 0:
+        return TopPairs(int(match.group(1)))
+    return None
 
 
 def weighted_scores(

@@ -58,12 +58,18 @@ PRESETS: dict[str, dict] = {
     "MountainCarContinuous-v0": dict(
         policy="linear", sigma=0.5, n_samples=20, lr=0.1, betas=(0.9, 0.9), normalize=True
     ),
-    # MuJoCo: 1,000-step episodes make a generation long enough for worker processes to pay.
+    # MuJoCo: ARS V2-t (Mania et al. 2018, their HalfCheetah settings): a linear policy from zero,
+    # observation normalisation, 32 directions of which the best 4 make the step, returns divided
+    # by their std, plain SGD with lr = 2 σ α (α = 0.02). 1,000-step episodes make a generation
+    # long enough for worker processes to pay.
     "HalfCheetah-v5": dict(
         policy="linear",
         sigma=0.03,
-        n_samples=48,
-        lr=0.02,
+        n_samples=64,
+        shaping="top_pairs(4)",
+        optimizer="sgd",
+        momentum=0.0,
+        lr=2 * 0.03 * 0.02,
         normalize=True,
         target=3000.0,
         backend="multiprocess",
@@ -86,6 +92,9 @@ PRESETS: dict[str, dict] = {
     ),
 }
 DEFAULTS = dict(
+    optimizer="rangerlite",
+    shaping="centered_ranks",
+    momentum=0.9,
     policy="mlp",
     hidden=32,
     sigma=0.1,
@@ -101,6 +110,7 @@ OPTIMIZERS = ("rangerlite", "adam", "sgd", "ligi")
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
+    "shaping", "momentum",
 )  # fmt: skip
 
 
@@ -113,7 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help="learning rate of the inner optimizer")
     p.add_argument("--generations", type=int, default=1000, help="most generations to run")
     p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="rangerlite", help="inner optimizer")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="inner optimizer (default: rangerlite)")
+    p.add_argument("--momentum", type=float, help="momentum of --optimizer sgd (default: 0.9)")
+    p.add_argument(
+        "--shaping",
+        help="fitness shaping: centered_ranks (default), z_score, raw or top_pairs(k) (ARS)",
+    )
     p.add_argument(
         "--strategy", choices=[s.value for s in es_opt.SamplingStrategy], default="all",
         help="which layers each generation perturbs",
@@ -161,14 +176,16 @@ def build_net(args: argparse.Namespace, obs_dim: int, n_outputs: int) -> nn.Modu
     return net
 
 
-def build_optimizer(name: str, params, lr: float, betas=None) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, params, lr: float, betas=None, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     if name == "rangerlite":  # the preset's betas are tuned for it
         return RangerLite(params, lr=lr, **({} if betas is None else {"betas": tuple(betas)}))
     if name == "ligi":
         return Ligi(params, lr=lr)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum)
 
 
 def build(args: argparse.Namespace):
@@ -184,12 +201,13 @@ def build(args: argparse.Namespace):
     model = es_opt.Model(net, strategy=args.strategy)
     es = es_opt.ESOptimizer(
         model,
-        build_optimizer(args.optimizer, net.parameters(), args.lr, args.betas),
+        build_optimizer(args.optimizer, net.parameters(), args.lr, args.betas, args.momentum),
         objective_fn=objective,
         sigma=args.sigma,
         n_samples=args.n_samples,
         n_workers=args.workers,
         seed=args.seed,
+        shaping=args.shaping,
         backend=args.backend,
     )
     return objective, net, es
@@ -271,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     if saved is not None:  # the saved run's settings; this command chooses only how to run it
         config = load_checkpoint(saved)["config"]
         for key in RUN_SETTINGS:
-            setattr(args, key, config[key])
+            if key in config:  # older checkpoints lack the newer settings: keep the defaults
+                setattr(args, key, config[key])
     objective, net, es = build(args)
     if args.render is not None:
         check_render(args, objective)

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from es_opt import ESOptimizer, EvaluationError, Model, Objective, SamplingStrategy
+from es_opt.shaping import TopPairs
 
 from .conftest import Quadratic, assert_same_params, make_mlp, trainable_state
 
@@ -101,6 +102,35 @@ def test_resume_from_weights_only_checkpoint_is_bit_identical(strategy):
     assert resumed.generation == 10
     run(resumed, 10)
     assert_same_params(straight.model.net, resumed.model.net)
+
+
+@pytest.mark.parametrize("shaping", ["top_pairs(3)", TopPairs(3), lambda f: f.double() * 2.0])
+def test_resume_keeps_a_parametrised_or_custom_shaping(shaping):
+    straight = make_es(shaping=shaping)
+    run(straight, 6)
+    first = make_es(shaping=shaping)
+    run(first, 3)
+    state = first.state_dict()
+    resumed = make_es(shaping=shaping)
+    resumed.model.net.load_state_dict(first.model.net.state_dict())
+    resumed.optimizer.load_state_dict(first.optimizer.state_dict())
+    resumed.load_state_dict(state)
+    run(resumed, 3)
+    assert_same_params(straight.model.net, resumed.model.net)
+    # a string names the same shaping: a plain ESOptimizer restores it from the state alone
+    plain = make_es()
+    plain.load_state_dict(make_es(shaping="top_pairs(3)").state_dict())
+    assert plain.shaping_name == "top_pairs(3)" and isinstance(plain._shape, TopPairs)
+
+
+def test_top_pairs_string_and_instance_give_the_same_run():
+    assert_same_params(
+        run(make_es(shaping="top_pairs(4)"), 5), run(make_es(shaping=TopPairs(4)), 5)
+    )
+    with pytest.raises(AssertionError):  # and top_pairs really selects: differs from all pairs
+        assert_same_params(
+            run(make_es(shaping="top_pairs(4)"), 5), run(make_es(shaping="top_pairs(10)"), 5)
+        )
 
 
 def test_ask_tell_equals_gradient_step():

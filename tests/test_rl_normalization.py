@@ -76,7 +76,7 @@ def test_rollout_statistics_are_those_of_the_observations_the_policy_saw():
     objective = EpisodeReturn("CartPole-v1", episodes=2, normalize_observations=True)
     samples = EpisodeSamples((3, 4))
     objective(_model(net), samples)
-    count, mean, m2 = objective.collect_stats()
+    steps, (count, mean, m2) = objective.collect_stats()
     seen = []
     for seed in samples.seeds:  # a plain gymnasium loop that records what the policy saw
         env = gym.make("CartPole-v1")

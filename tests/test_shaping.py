@@ -5,7 +5,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from es_opt.shaping import centered_ranks, raw, weighted_scores, z_score
+from es_opt.estimator import estimate_gradient
+from es_opt.shaping import (
+    TopPairs,
+    centered_ranks,
+    parse_shaping,
+    raw,
+    weighted_scores,
+    z_score,
+)
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 vectors = st.lists(finite, min_size=2, max_size=60)
@@ -75,3 +83,65 @@ def test_weighted_scores_combines_per_objective_shapes():
 def test_weighted_scores_rejects_wrong_width():
     with pytest.raises(ValueError, match=r"shape \[n_evals, 2\]"):
         weighted_scores(torch.zeros(4, 3), [1.0, 1.0])
+
+
+# -- TopPairs (ARS top directions) ---------------------------------------------------------------
+def _ars_update(rewards: torch.Tensor, deltas: torch.Tensor, k: int, alpha: float) -> torch.Tensor:
+    """Mania et al. (2018), Algorithm 2, written out with a loop: the reference."""
+    plus, minus = rewards[0::2].tolist(), rewards[1::2].tolist()
+    order = sorted(range(len(plus)), key=lambda j: (-max(plus[j], minus[j]), j))[:k]
+    kept = [plus[j] for j in order] + [minus[j] for j in order]
+    mean = sum(kept) / len(kept)
+    sigma_r = math.sqrt(sum((r - mean) ** 2 for r in kept) / len(kept))
+    step = torch.zeros(deltas.shape[1], dtype=torch.float64)
+    for j in order:
+        step += (plus[j] - minus[j]) * deltas[j]
+    return alpha / (k * sigma_r) * step
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 20])
+def test_top_pairs_sgd_step_equals_the_ars_update(k):
+    gen = torch.Generator().manual_seed(k)
+    n_pairs, dim, sigma, alpha = 8, 5, 0.03, 0.02
+    rewards = torch.randn(2 * n_pairs, generator=gen, dtype=torch.float64) * 100 + 40
+    deltas = torch.randn(n_pairs, dim, generator=gen, dtype=torch.float64)
+    scores = TopPairs(k)(rewards)
+    g = estimate_gradient(
+        scores, lambda r: deltas[r.start : r.stop], sigma=sigma, dim=dim, dtype=torch.float64
+    )
+    expected = _ars_update(rewards, deltas, min(k, n_pairs), alpha)
+    torch.testing.assert_close(2 * sigma * alpha * g, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_top_pairs_keeps_the_best_pairs_and_is_affine_invariant_in_differences():
+    f = torch.tensor([1.0, 3.0, 10.0, 6.0, -5.0, 9.0, 0.0, 0.0], dtype=torch.float64)
+    s = TopPairs(2)(f)
+    assert s[[0, 1, 6, 7]].tolist() == [0.0] * 4  # pairs 0 and 3 dropped (best 3 and 0)
+    assert (s[[2, 3, 4, 5]] != 0).all()
+    t = TopPairs(2)(f * 7.0 - 100.0)
+    torch.testing.assert_close(t[0::2] - t[1::2], s[0::2] - s[1::2], rtol=1e-12, atol=1e-12)
+
+
+def test_top_pairs_ties_keep_the_lower_pair_and_constant_fitness_gives_zero():
+    s = TopPairs(1)(torch.tensor([5.0, 1.0, 5.0, 2.0, 5.0, 0.0]))
+    assert s[0] != 0 and s[2:].abs().sum() == 0
+    assert TopPairs(2)(torch.full((6,), 3.0)).abs().sum() == 0
+
+
+@pytest.mark.parametrize("k", [0, -1, 2.0, True, "3"])
+def test_top_pairs_rejects_bad_k(k):
+    with pytest.raises(ValueError, match=f"positive int k .*got {k!r}"):
+        TopPairs(k)
+
+
+def test_top_pairs_rejects_an_odd_number_of_values():
+    with pytest.raises(ValueError, match="even number of values\\), got 3"):
+        TopPairs(1)(torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_parse_shaping_names():
+    assert parse_shaping("top_pairs(4)").k == 4
+    assert parse_shaping(" top_pairs( 12 )".strip()).k == 12
+    assert parse_shaping("centered_ranks") is centered_ranks
+    for bad in ("top_pairs(0)", "top_pairs()", "top_pairs(-2)", "softmax"):
+        assert parse_shaping(bad) is None

@@ -79,7 +79,7 @@ class Ligi(CheckedOptimizer):
         >>> from es_opt.optim import Ligi
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
         >>> opt = Ligi([w], lr=0.05)
-        >>> for _ in range(50):
+        >>> for _ in range(100):
         ...     opt.zero_grad()
         ...     (w**2).sum().backward()
         ...     _ = opt.step()

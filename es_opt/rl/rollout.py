@@ -105,7 +105,7 @@ class EpisodeReturn(Objective):
         self.normalizer = (
             ObservationNormalizer(self.obs_dim, clip=obs_clip) if normalize_observations else None
         )
-        self.steps = 0  # environment steps played by this process (training budget reporting)
+        self.steps = 0  # training environment steps, merged from every process (merge_stats)
         self._venvs: dict[int, MaskedVectorEnv] = {}
         self._last_stats: Any = None
         self._checked_net: int | None = None
@@ -173,7 +173,6 @@ class EpisodeReturn(Objective):
             collect_stats=self.normalizer is not None,
             step_metric=metric,
         )
-        self.steps += rollouts.steps
         return rollouts
 
     def _fitness(self, rollouts: Rollouts) -> torch.Tensor:
@@ -195,7 +194,8 @@ class EpisodeReturn(Objective):
                 return net(inputs[0]).unsqueeze(0)
 
         rollouts = self._play(forward, 1, seeds)
-        self._last_stats = None if rollouts.obs_stats is None else rollouts.obs_stats[0]
+        obs = None if rollouts.obs_stats is None else rollouts.obs_stats[0]
+        self._last_stats = (int(rollouts.member_steps[0]), obs)
         return self._fitness(rollouts)[0]
 
     def evaluate_population(self, population, samples: Any = None) -> torch.Tensor:
@@ -205,33 +205,39 @@ class EpisodeReturn(Objective):
         seeds = self._seeds(samples)
         self._check_net(population.model.net)
         rollouts = self._play(stacked_forward(population), len(population), seeds)
-        self._last_stats = rollouts.obs_stats
+        obs = rollouts.obs_stats or [None] * len(population)
+        self._last_stats = [
+            (int(steps), o) for steps, o in zip(rollouts.member_steps, obs, strict=True)
+        ]
         return self._fitness(rollouts)
 
     # -- hooks: observation statistics -----------------------------------------------------------
     def collect_stats(self) -> Any:
-        """The observation statistics of the last evaluation (a list, one per member, after
-        :meth:`evaluate_population`), as plain tuples; ``None`` without normalisation."""
+        """What the last evaluation saw, as plain tuples ``(steps, obs)``: its environment steps
+        and its observation statistics ``(count, mean, m2)`` (``None`` without normalisation);
+        a list of them, one per member, after :meth:`evaluate_population`."""
         stats, self._last_stats = self._last_stats, None
         if stats is None:
             return None
         if isinstance(stats, list):
-            return [s.as_tuple() for s in stats]
-        return stats.as_tuple()
+            return [(steps, None if o is None else o.as_tuple()) for steps, o in stats]
+        steps, obs = stats
+        return steps, None if obs is None else obs.as_tuple()
 
     def merge_stats(self, stats: list[Any]) -> None:
-        """Merges the generation's statistics in evaluation order, then re-freezes the normaliser
-        for the next generation."""
-        if self.normalizer is None:
-            return
+        """Adds the generation's environment steps to :attr:`steps` and merges its observation
+        statistics in evaluation order, then re-freezes the normaliser for the next generation."""
         flat: list[ObservationStats] = []
         for item in stats:
             if item is None:
                 continue
-            items = item if isinstance(item, list) else [item]
-            for count, mean, m2 in items:
-                flat.append(ObservationStats(count, np.asarray(mean), np.asarray(m2)))
-        self.normalizer.update(flat)
+            for steps, obs in item if isinstance(item, list) else [item]:
+                self.steps += int(steps)
+                if obs is not None:
+                    count, mean, m2 = obs
+                    flat.append(ObservationStats(count, np.asarray(mean), np.asarray(m2)))
+        if self.normalizer is not None:
+            self.normalizer.update(flat)
 
     def generation_state(self) -> Any:
         return None if self.normalizer is None else self.normalizer.frozen_state()

@@ -4,9 +4,9 @@
 each after ``reset``: a sub-environment that has terminated or been truncated is *frozen* (not
 stepped again, reward 0) rather than reset into the return, so nothing is spent on steps that do
 not count. :func:`play` drives it: at every time step the observations of all sub-environments
-go through the policies of all members at once (``[members, episodes, obs_dim]``), with a direct
-batched-matrix-product path for plain ``nn.Sequential`` MLPs (much cheaper per call than
-``torch.func.vmap``) and :class:`es_opt.functional.StackedModel` for any other network.
+go through the policies of all members at once (``[members, episodes, obs_dim]``) with
+:class:`es_opt.functional.StackedModel` (a direct batched-matrix-product path for plain MLPs,
+``torch.func.vmap`` for any other network).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
-from torch import nn
 
 from ..functional import StackedModel
 from .normalization import ObservationNormalizer, ObservationStats
@@ -95,73 +94,23 @@ class MaskedVectorEnv(gym.vector.VectorEnv):
 
 
 # -- the batched policy forward ------------------------------------------------------------------
-_ACTIVATIONS: dict[type, Callable[[torch.Tensor], torch.Tensor]] = {
-    nn.Tanh: torch.tanh,
-    nn.ReLU: torch.relu,
-    nn.Sigmoid: torch.sigmoid,
-    nn.Identity: lambda x: x,
-}
-
-
-def _mlp_layers(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
-    """``[(prefix, module)]`` when ``net`` is a Linear or a plain Sequential of Linear layers and
-    element-wise activations (the common policy), else ``None``."""
-    if type(net) is nn.Linear:
-        return [("", net)]
-    if type(net) is not nn.Sequential:
-        return None
-    layers = [(f"{name}.", module) for name, module in net.named_children()]
-    if all(type(m) is nn.Linear or type(m) in _ACTIVATIONS for _, m in layers):
-        return layers
-    return None
-
-
 def stacked_forward(stacked: StackedModel) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``inputs [B, N, in] -> outputs [B, N, out]`` for the members of ``stacked``.
-
-    For a plain MLP this is a chain of ``baddbmm`` calls on the stacked weights (tens of µs per
-    call for a population of 100 small MLPs); otherwise ``stacked(inputs, per_member=True)``
-    (``torch.func.vmap``, several hundred µs per call).
+    """``inputs [B, N, in] -> outputs [B, N, out]`` for the members of ``stacked``: its
+    ``per_member`` call, which for a plain MLP is a planned chain of ``baddbmm`` calls (tens of
+    µs per call for a population of 100 small MLPs) and ``torch.func.vmap`` otherwise (several
+    hundred µs per call).
 
     Example:
         >>> import es_opt
+        >>> from torch import nn
         >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
         >>> es = es_opt.ESOptimizer(net, objective_fn=lambda m, s: 0.0, n_samples=4)
         >>> stacked = StackedModel(es.model, es.ask(), range(4))
         >>> x = torch.randn(4, 5, 3)
-        >>> torch.allclose(stacked_forward(stacked)(x), stacked(x, per_member=True), atol=1e-6)
+        >>> torch.equal(stacked_forward(stacked)(x), stacked(x, per_member=True))
         True
     """
-    layers = _mlp_layers(stacked.model.net)
-    if layers is None:
-        return lambda inputs: stacked(inputs, per_member=True)
-    params = {**stacked.shared, **stacked.stacked}
-    plan: list[Callable[[torch.Tensor], torch.Tensor]] = []
-    for prefix, module in layers:
-        if type(module) is nn.Linear:
-            weight = params[prefix + "weight"]
-            bias = params.get(prefix + "bias") if module.bias is not None else None
-            plan.append(_linear(weight, bias))
-        else:
-            plan.append(_ACTIVATIONS[type(module)])
-
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            for step in plan:
-                inputs = step(inputs)
-        return inputs
-
-    return forward
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None):
-    weight_t = weight.detach().transpose(-1, -2)
-    if bias is None:
-        return lambda x: torch.matmul(x, weight_t)
-    bias = bias.detach().unsqueeze(-2)  # [B, 1, out] or [1, out]: broadcast over N
-    if weight_t.dim() == 3 and bias.dim() == 3:
-        return lambda x: torch.baddbmm(bias, x, weight_t)
-    return lambda x: torch.matmul(x, weight_t) + bias
+    return lambda inputs: stacked(inputs, per_member=True)
 
 
 # -- the rollout loop --------------------------------------------------------------------------
@@ -173,7 +122,12 @@ class Rollouts:
     lengths: np.ndarray  # [members] mean episode length
     metric: np.ndarray | None  # [members] mean of the summed step metric, if one was given
     obs_stats: list[ObservationStats] | None  # per member, if observation statistics were kept
-    steps: int  # environment steps taken
+    member_steps: np.ndarray  # [members] environment steps each member took (all its episodes)
+
+    @property
+    def steps(self) -> int:
+        """Environment steps taken by all members."""
+        return int(self.member_steps.sum())
 
 
 def play(
@@ -209,7 +163,7 @@ def play(
     if collect_stats:
         shift = (normalizer.mean if normalizer is not None else np.zeros(dim)).astype(np.float64)
         sum1, sum2 = np.zeros((n, dim)), np.zeros((n, dim))
-    t, steps = 0, 0
+    t = 0
     while active.any() and (max_episode_steps is None or t < max_episode_steps):
         running = active.copy()
         if collect_stats:
@@ -227,7 +181,6 @@ def play(
             metric += np.where(running, values, 0.0)
         returns += rewards  # finished sub-environments return exactly 0.0
         lengths += running
-        steps += int(running.sum())
         obs = next_obs.reshape(n, -1)
         t += 1
     stats = None
@@ -244,5 +197,5 @@ def play(
         lengths=lengths.reshape(members, episodes).mean(1),
         metric=None if metric is None else metric.reshape(members, episodes).mean(1),
         obs_stats=stats,
-        steps=steps,
+        member_steps=lengths.reshape(members, episodes).sum(1),
     )
