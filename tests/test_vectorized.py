@@ -358,7 +358,7 @@ def test_buffers_are_restored_after_each_batch():
 
 
 @pytest.mark.parametrize("strategy", list(SamplingStrategy))
-def test_direct_mlp_path_equals_vmap_for_every_strategy_and_activation_budget(strategy, monkeypatch):
+def test_direct_mlp_path_equals_vmap_for_every_strategy_and_budget(strategy, monkeypatch):
     torch.manual_seed(5)
     net = nn.Sequential(
         nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.Sigmoid(), nn.Linear(8, 4), nn.Tanh()
