@@ -37,9 +37,12 @@ ONE_AT_A_TIME_HINT = (
 )
 
 
-ACTIVATION_BUDGET = 1 << 22
-"""Elements of module outputs (all modules, all stacked members) one ``vmap`` call may produce
-(16 MiB of float32): beyond it a :class:`StackedModel` call is split into several."""
+ACTIVATION_BUDGET = 1 << 20
+"""Elements of module outputs (all modules, all stacked members) one batched call may produce
+(4 MiB of float32): beyond it a :class:`StackedModel` call is split into several. Measured on a
+2-core CPU (200 digits MLPs, 1 thread): 1M elements ran 1.03–1.20× the one-at-a-time speed on the
+full 1,438-image batch where 4M ran 0.87–1.11× (activations that stay in cache), and 2.3–4.2× on
+64 images where 4M gave 2.1–3.4×."""
 
 
 class VectorizationError(RuntimeError):
@@ -335,10 +338,21 @@ def _stacked_parameters(population: Population, indices: list[int]) -> torch.Ten
             raise IndexError(
                 f"evaluation index {index} out of range for {population.n_evals} evaluations"
             )
+    center = population.center
+    first = indices[0] if indices else 0
+    if (
+        first % 2 == 0
+        and len(indices) % 2 == 0
+        and indices == list(range(first, first + len(indices)))
+    ):
+        # whole pairs in order (the usual batch): both signs in one broadcast, no gathered copy of
+        # ε; the same two element-wise operations as perturb(), so the same bits
+        eps = population.perturbations(range(first // 2, (first + len(indices)) // 2))
+        signs = torch.tensor([[population.sigma], [-population.sigma]], dtype=center.dtype)
+        return perturb(center, eps.unsqueeze(1), signs.to(center.device)).flatten(0, 1)
     pairs = sorted({index // 2 for index in indices})
     row_of = {pair: row for row, pair in enumerate(pairs)}
     eps = population.perturbations(pairs)[[row_of[index // 2] for index in indices]]
-    center = population.center
     scale = torch.tensor(
         [population.sign(i) * population.sigma for i in indices], dtype=center.dtype
     ).unsqueeze(1)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
+import threading
 from collections.abc import Iterable
 
 import torch
@@ -50,8 +51,15 @@ def derive_seed(seed: int, *keys: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+_local = threading.local()
+
+
 def _generator(seed: int, generation: int, pair: int) -> torch.Generator:
-    gen = torch.Generator()
+    """This thread's CPU generator, re-seeded for the pair: constructing a ``torch.Generator``
+    costs more than re-seeding one (~6 µs against 1.6 µs), and the caller draws at once."""
+    gen = getattr(_local, "generator", None)
+    if gen is None:
+        gen = _local.generator = torch.Generator()
     gen.manual_seed(derive_seed(seed, NOISE_STREAM, generation, pair))
     return gen
 

@@ -74,21 +74,29 @@ PRESETS: dict[str, dict] = {
         target=3000.0,
         backend="multiprocess",
     ),
+    # ARS's Hopper settings (V2-t: 8 directions, best 4, α 0.01, σ 0.025), without its reward shift.
     "Hopper-v5": dict(
         policy="linear",
-        sigma=0.03,
-        n_samples=48,
-        lr=0.02,
+        sigma=0.025,
+        n_samples=16,
+        shaping="top_pairs(4)",
+        optimizer="sgd",
+        momentum=0.0,
+        lr=2 * 0.025 * 0.01,
         normalize=True,
         backend="multiprocess",
     ),
+    # ARS's Swimmer settings (V1: one direction, α 0.02, σ 0.01, no normalisation).
     "Swimmer-v5": dict(
         policy="linear",
-        sigma=0.05,
-        n_samples=16,
-        lr=0.05,
+        sigma=0.01,
+        n_samples=2,
+        shaping="top_pairs(1)",
+        optimizer="sgd",
+        momentum=0.0,
+        lr=2 * 0.01 * 0.02,
         normalize=False,
-        backend="multiprocess",
+        target=325.0,
     ),
 }
 DEFAULTS = dict(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -43,14 +44,18 @@ class Args:
     )
     model: str = field(default="mlp", metadata={"help": "mlp or cnn"})
     hidden: int = field(default=64, metadata={"help": "hidden units of the mlp"})
+    activation: str = field(default="tanh", metadata={"help": "tanh or relu (mlp)"})
     objective: str = field(default="accuracy", metadata={"help": "accuracy or cross_entropy"})
     l1_weight: float = field(default=0.0, metadata={"help": "> 0: also minimise the L1 norm"})
     sigma: float = field(default=0.1, metadata={"help": "perturbation standard deviation"})
     n_samples: int = field(default=200, metadata={"help": "evaluations per generation (even)"})
     lr: float = field(default=0.05, metadata={"help": "learning rate of the inner optimizer"})
+    lr_final: float = field(
+        default=0.1, metadata={"help": "cosine decay of lr to lr*LR_FINAL over --generations"}
+    )
     optimizer: str = field(default="adam", metadata={"help": "rangerlite, adam, sgd or ligi"})
     batch_size: int = field(default=0, metadata={"help": "examples per generation (0: all)"})
-    generations: int = field(default=100, metadata={"help": "generations to run"})
+    generations: int = field(default=150, metadata={"help": "generations to run"})
     target: float = field(default=0.0, metadata={"help": "stop at this test accuracy (0: never)"})
     eval_every: int = field(default=5, metadata={"help": "test the center every N generations"})
     backend: str = field(default="serial", metadata={"help": "serial, multiprocess or ray"})
@@ -68,6 +73,7 @@ class Args:
 CHOICES = {
     "model": ("mlp", "cnn"),
     "objective": ("accuracy", "cross_entropy"),
+    "activation": ("tanh", "relu"),
     "optimizer": ("rangerlite", "adam", "sgd", "ligi"),
     "backend": ("serial", "multiprocess", "ray"),
 }
@@ -93,8 +99,9 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def build_net(args: Args, n_features: int, n_classes: int) -> nn.Module:
     torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
     if args.model == "mlp":
+        act = nn.Tanh() if args.activation == "tanh" else nn.ReLU()
         return nn.Sequential(
-            nn.Linear(n_features, args.hidden), nn.Tanh(), nn.Linear(args.hidden, n_classes)
+            nn.Linear(n_features, args.hidden), act, nn.Linear(args.hidden, n_classes)
         )
     side = int(round(n_features**0.5))
     return nn.Sequential(
@@ -111,7 +118,7 @@ def build_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     from es_opt.optim import Ligi, RangerLite
 
     makers = {
-        "rangerlite": lambda: RangerLite(params, lr=lr),
+        "rangerlite": lambda: RangerLite(params, lr=lr, betas=(0.9, 0.9)),
         "ligi": lambda: Ligi(params, lr=lr),
         "adam": lambda: torch.optim.Adam(params, lr=lr),
         "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9),
@@ -125,6 +132,21 @@ def build_objective(args: Args):
     if args.l1_weight > 0:
         return MultiObjective(main, L1Norm(**options)), [1.0, -args.l1_weight]
     return main, [1.0]
+
+
+class CosineLR(Callback):
+    """Sets the inner optimizer's lr for the next generation ``g`` of ``total`` to
+    ``lr · (f + (1 − f) · (1 + cos(π g / total)) / 2)``: a function of the generation only, so a
+    resumed run follows the same schedule."""
+
+    def __init__(self, lr: float, final: float, total: int):
+        self.lr, self.final, self.total = lr, final, max(1, total)
+
+    def on_step(self, es, result) -> None:
+        progress = min(1.0, es.generation / self.total)
+        scale = self.final + (1.0 - self.final) * (1.0 + math.cos(math.pi * progress)) / 2.0
+        for group in es.optimizer.param_groups:
+            group["lr"] = self.lr * scale
 
 
 class TestAccuracy(Callback):
@@ -187,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         CSVLogger(out / "log.csv"),
         Checkpoint(out / "checkpoint.pt", every=args.checkpoint_every, config=args),
     ]
+    if args.lr_final != 1.0:  # before the checkpoint, so a saved state holds the next lr
+        callbacks.insert(1, CosineLR(args.lr, args.lr_final, args.generations))
     if not args.quiet:
         extra = lambda result: {"test": f"{check.accuracy:.3f}"}  # noqa: E731
         callbacks.insert(0, ProgressBar(objective_names=names, extra=extra, desc="digits"))

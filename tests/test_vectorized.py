@@ -115,9 +115,12 @@ def test_member_fitness_does_not_depend_on_its_batch(hidden):
         "reversed": (OutputSummary(inputs, max_batch=33), range(199, -1, -1)),
         "one by one": (OutputSummary(inputs, max_batch=1), range(0, 200, 13)),
     }
-    # 300 images x 128 units: the activation budget splits a call into blocks of 50 members
+    # 300 images: each member's modules output 300 x (h + h + 10 + 10) elements (the Sequential's
+    # own output counted too), so the activation budget splits a call into blocks of members
     stacked = StackedModel(model, population, range(200))
-    assert stacked._members_per_call(inputs, (0, None)) == (50 if hidden == 128 else 166)
+    per_member = 300 * (2 * hidden + 20)
+    expected = es_opt.functional.ACTIVATION_BUDGET // per_member
+    assert 1 < expected < 200 and stacked._members_per_call(inputs, (0, None)) == expected
     for name, (objective, indices) in splits.items():
         rows, _ = evaluate_indices(model, objective, population, None, indices)
         for index, row in zip(indices, rows, strict=True):
@@ -383,3 +386,13 @@ def test_direct_mlp_path_equals_vmap_for_every_strategy_and_budget(strategy, mon
             monkeypatch.undo()
     with pytest.raises(ValueError, match=r"one batch per member \(10\), got shape \(3, 8, 6\)"):
         stacked(member_inputs[:3], per_member=True)
+
+
+def test_stacked_parameters_are_the_population_members_bit_for_bit():
+    from es_opt.functional import _stacked_parameters
+
+    es = es_opt.ESOptimizer(nn.Linear(7, 5), objective_fn=lambda m, s: 0.0, n_samples=12)
+    population = es.ask()
+    for indices in ([0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [1, 2], [3, 2, 5], [6], [2, 3, 6, 7]):
+        expected = torch.stack([population.parameters(i) for i in indices])
+        assert torch.equal(_stacked_parameters(population, list(indices)), expected), indices
