@@ -86,6 +86,19 @@ def test_multiprocess_backend_runs(tmp_path, capsys):
     assert "after 2 generations" in out
 
 
+@pytest.mark.slow
+def test_mujoco_preset_is_ars_and_counts_every_workers_steps(tmp_path, capsys):
+    pytest.importorskip("mujoco")
+    out = _run(capsys, "--env", "HalfCheetah-v5", "--generations", "2", "--max-episode-steps",
+               "20", "--eval-episodes", "1", "--out", tmp_path)  # fmt: skip
+    config = load_checkpoint(tmp_path / "HalfCheetah-v5" / "policy.pt")["config"]
+    assert config["shaping"] == "top_pairs(4)" and config["optimizer"] == "sgd"
+    assert config["momentum"] == 0.0 and config["lr"] == pytest.approx(2 * 0.03 * 0.02)
+    assert config["backend"] == "multiprocess"
+    # HalfCheetah never terminates: 2 generations x 64 evaluations x 20 steps, played by workers
+    assert "2 generations, 2560 environment steps" in out
+
+
 def test_resume_continues_exactly(tmp_path, capsys):
     flags = ["--env", "Pendulum-v1", "--max-episode-steps", "25", "--n-samples", "6",
              "--eval-episodes", "1", "--eval-every", "2", "--target", "1e9"]  # fmt: skip
@@ -130,4 +143,6 @@ def test_bad_flags_fail_before_training(tmp_path, capsys):
         _run(capsys, "--env", "CartPol-v1", "--out", tmp_path)
     with pytest.raises(ValueError, match="n_samples must be an even int"):
         _run(capsys, "--n-samples", "5", "--out", tmp_path)
+    with pytest.raises(ValueError, match="shaping must be one of .*'top_pairs\\(k\\)'.*'softmax'"):
+        _run(capsys, "--shaping", "softmax", "--out", tmp_path)
     assert not (tmp_path / "CartPole-v1").exists()

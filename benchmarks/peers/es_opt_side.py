@@ -80,6 +80,7 @@ def _digits_settings() -> dict[str, Any]:
         "sigma": args.sigma,
         "n_samples": args.n_samples,
         "lr": args.lr,
+        "lr_schedule": f"cosine to {args.lr_final} x lr over {args.generations} generations",
         "optimizer": args.optimizer,
         "batch": "full training set" if args.batch_size <= 0 else f"minibatch {args.batch_size}",
         "backend": args.backend,
@@ -164,13 +165,16 @@ def run_digits(seed: int, budget_s: float) -> dict:
         seed=seed,
         backend=args.backend,
     )
+    schedule = sup.CosineLR(args.lr, args.lr_final, args.generations)  # as the script runs it
     try:
         while not tracker.done():
             if args.batch_size <= 0:
                 samples = train
             else:
                 samples = train.minibatch(args.batch_size, seed=seed, generation=es.generation)
-            es.gradient_step(samples)
+            result = es.gradient_step(samples)
+            if args.lr_final != 1.0:
+                schedule.on_step(es, result)
             if tracker.due():
                 tracker.evaluate(net)
     finally:
