@@ -51,7 +51,10 @@ class Args:
     n_samples: int = field(default=200, metadata={"help": "evaluations per generation (even)"})
     lr: float = field(default=0.05, metadata={"help": "learning rate of the inner optimizer"})
     lr_final: float = field(
-        default=0.1, metadata={"help": "cosine decay of lr to lr*LR_FINAL over --generations"}
+        default=0.1, metadata={"help": "cosine decay of lr to lr*LR_FINAL over --decay-generations"}
+    )
+    decay_generations: int = field(
+        default=150, metadata={"help": "length of the lr decay (then lr stays at its final value)"}
     )
     optimizer: str = field(default="adam", metadata={"help": "rangerlite, adam, sgd or ligi"})
     batch_size: int = field(default=0, metadata={"help": "examples per generation (0: all)"})
@@ -93,7 +96,12 @@ def parse_args(argv: list[str] | None = None) -> Args:
                 flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
                 help=f"{f.metadata['help']} (default: {f.default!r})",
             )  # fmt: skip
-    return Args(**vars(parser.parse_args(argv)))
+    args = Args(**vars(parser.parse_args(argv)))
+    if not 0.0 <= args.lr_final <= 1.0:
+        raise ValueError(f"--lr-final must be in [0, 1] (a fraction of --lr), got {args.lr_final}")
+    if args.decay_generations < 1:
+        raise ValueError(f"--decay-generations must be >= 1, got {args.decay_generations}")
+    return args
 
 
 def build_net(args: Args, n_features: int, n_classes: int) -> nn.Module:
@@ -210,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         Checkpoint(out / "checkpoint.pt", every=args.checkpoint_every, config=args),
     ]
     if args.lr_final != 1.0:  # before the checkpoint, so a saved state holds the next lr
-        callbacks.insert(1, CosineLR(args.lr, args.lr_final, args.generations))
+        callbacks.insert(1, CosineLR(args.lr, args.lr_final, args.decay_generations))
     if not args.quiet:
         extra = lambda result: {"test": f"{check.accuracy:.3f}"}  # noqa: E731
         callbacks.insert(0, ProgressBar(objective_names=names, extra=extra, desc="digits"))

@@ -66,6 +66,28 @@ def test_default_settings_reach_90_percent_on_digits(tmp_path, capsys):
     assert accuracy >= 0.90, out
 
 
+def test_lr_decay_flags_are_checked_and_the_schedule_is_a_cosine(tmp_path, capsys):
+    script = load_script()
+    with pytest.raises(ValueError, match=r"--lr-final must be in \[0, 1\].*got 1.5"):
+        script.parse_args(["--lr-final", "1.5"])
+    with pytest.raises(ValueError, match="--decay-generations must be >= 1, got 0"):
+        script.parse_args(["--decay-generations", "0"])
+
+    import torch
+
+    import es_opt
+
+    net = torch.nn.Linear(2, 1)
+    es = es_opt.ESOptimizer(net, torch.optim.Adam(net.parameters(), lr=0.05), lambda m, s: 0.0)
+    schedule = script.CosineLR(0.05, 0.1, 10)
+    lrs = []
+    for generation in (0, 5, 10, 25):  # the generation about to run
+        es.generation = generation
+        schedule.on_step(es, None)
+        lrs.append(es.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([0.05, 0.05 * 0.55, 0.005, 0.005], rel=1e-12)
+
+
 def test_resume_continues_the_run_bit_for_bit(tmp_path, capsys):
     import torch
 

@@ -80,7 +80,7 @@ def _digits_settings() -> dict[str, Any]:
         "sigma": args.sigma,
         "n_samples": args.n_samples,
         "lr": args.lr,
-        "lr_schedule": f"cosine to {args.lr_final} x lr over {args.generations} generations",
+        "lr_schedule": f"cosine to {args.lr_final} x lr over {args.decay_generations} generations",
         "optimizer": args.optimizer,
         "batch": "full training set" if args.batch_size <= 0 else f"minibatch {args.batch_size}",
         "backend": args.backend,
@@ -165,7 +165,7 @@ def run_digits(seed: int, budget_s: float) -> dict:
         seed=seed,
         backend=args.backend,
     )
-    schedule = sup.CosineLR(args.lr, args.lr_final, args.generations)  # as the script runs it
+    schedule = sup.CosineLR(args.lr, args.lr_final, args.decay_generations)  # as the script does
     try:
         while not tracker.done():
             if args.batch_size <= 0:
