@@ -118,7 +118,9 @@ class _MLPPlan:
     ``(x, members)`` to the next activations, where ``x`` is ``[N, d]`` while no perturbed layer
     has been applied (computed once for every member) and ``[B, N, d]`` after."""
 
-    def __init__(self, layers: list[tuple[str, nn.Module]], stacked: dict, shared: dict):
+    def __init__(
+        self, layers: list[tuple[str, nn.Module]], stacked: dict, shared: dict, container: bool
+    ):
         self.steps: list[Callable[[torch.Tensor, slice], torch.Tensor]] = []
         self.widths: list[int] = []  # output elements per input row of each module
         for prefix, module in layers:
@@ -129,7 +131,7 @@ class _MLPPlan:
                 act = ACTIVATIONS[type(module)]
                 self.steps.append(lambda x, members, act=act: act(x))
                 self.widths.append(self.widths[-1] if self.widths else 0)
-        if len(layers) > 1 or not isinstance(layers[0][1], nn.Linear):
+        if container:
             self.widths.append(self.widths[-1])  # the Sequential's own output
 
     def __call__(self, inputs: torch.Tensor, members: slice, count: int) -> torch.Tensor:
@@ -198,7 +200,11 @@ class StackedModel:
         }
         self.shared.update(dict(net.named_buffers()))
         layers = mlp_layers(net)
-        self._plan = None if layers is None else _MLPPlan(layers, self.stacked, self.shared)
+        self._plan = (
+            None
+            if layers is None
+            else _MLPPlan(layers, self.stacked, self.shared, type(net) is nn.Sequential)
+        )
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -396,3 +396,21 @@ def test_stacked_parameters_are_the_population_members_bit_for_bit():
     for indices in ([0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [1, 2], [3, 2, 5], [6], [2, 3, 6, 7]):
         expected = torch.stack([population.parameters(i) for i in indices])
         assert torch.equal(_stacked_parameters(population, list(indices)), expected), indices
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        nn.Linear(5, 3),
+        nn.Sequential(nn.Linear(5, 3)),
+        nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 2), nn.Identity()),
+    ],
+    ids=["linear", "sequential-of-one", "mlp"],
+)
+def test_direct_path_splits_calls_like_the_measured_activation_count(net):
+    es = es_opt.ESOptimizer(net, objective_fn=lambda m, s: 0.0, n_samples=40)
+    stacked = StackedModel(es.model, es.ask(), range(40))
+    inputs = torch.randn(20000, 5)
+    analytic = es_opt.functional.ACTIVATION_BUDGET // (20000 * sum(stacked._plan.widths))
+    assert 1 < analytic < 40  # the budget does split this call
+    assert stacked._members_per_call(inputs, (0, None)) == analytic  # the hook-based count
