@@ -44,6 +44,11 @@ class EpisodeReturn(Objective):
         max_batch: most members per vectorised call (``None``: es_opt picks, see
             :mod:`es_opt.vectorized`).
 
+    Attributes:
+        steps: training environment steps of every evaluation, in every process: workers report
+            theirs with their statistics and the optimizer merges them after each generation
+            (greedy evaluations with :func:`greedy_returns` are not counted).
+
     Vectorised path: :meth:`evaluate_population` plays a whole chunk of the population at once
     (one sub-environment per evaluation and episode, one batched forward per time step) and
     returns the same fitness as calling the objective on each member.
