@@ -74,8 +74,10 @@ PRESETS: dict[str, dict] = {
         target=3000.0,
         backend="multiprocess",
     ),
-    # ARS's Hopper settings (V2-t: 8 directions, best 4, α 0.01, σ 0.025), without its reward shift.
+    # ARS's Hopper settings (V2-t: 8 directions, best 4, α 0.01, σ 0.025, reward shift −1: the
+    # bonus for staying up would otherwise reward standing still).
     "Hopper-v5": dict(
+        reward_shift=-1.0,
         policy="linear",
         sigma=0.025,
         n_samples=16,
@@ -101,6 +103,7 @@ PRESETS: dict[str, dict] = {
 }
 DEFAULTS = dict(
     optimizer="rangerlite",
+    reward_shift=0.0,
     shaping="centered_ranks",
     momentum=0.9,
     policy="mlp",
@@ -118,7 +121,7 @@ OPTIMIZERS = ("rangerlite", "adam", "sgd", "ligi")
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
-    "shaping", "momentum",
+    "shaping", "momentum", "reward_shift",
 )  # fmt: skip
 
 
@@ -150,6 +153,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, help="hidden units of the mlp policy")
     p.add_argument("--episodes", type=int, default=1, help="episodes per evaluation")
     p.add_argument("--max-episode-steps", type=int, help="step cap of training episodes")
+    p.add_argument(
+        "--reward-shift", type=float,
+        help="added to every training reward (ARS's shift; evaluation uses the real rewards)",
+    )  # fmt: skip
     p.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="obs. normalisation")
     p.add_argument("--action", choices=("clip", "tanh"), help="Box action mapping (default: clip)")
     p.add_argument("--no-vectorize", action="store_true", help="one evaluation at a time")
@@ -204,6 +211,7 @@ def build(args: argparse.Namespace):
         action=args.action,
         normalize_observations=args.normalize,
         vectorize=not args.no_vectorize,
+        reward_shift=args.reward_shift,
     )
     net = build_net(args, objective.obs_dim, objective.action_map.n_outputs)
     model = es_opt.Model(net, strategy=args.strategy)

@@ -119,3 +119,33 @@ def test_policy_of_the_objective_plays_like_the_training_rollout():
     objective.collect_stats()
     returns = greedy_returns(objective.policy(net), "Pendulum-v1", (7, 8), max_episode_steps=50)
     assert fitness[0].item() == pytest.approx(returns.mean(), rel=1e-12)
+
+
+def test_reward_shift_adds_per_step_in_both_paths_and_not_in_greedy_evaluation():
+    from es_opt.functional import StackedModel
+    from es_opt.rl import greedy_returns
+
+    net = _linear(3, 1, seed=2)
+    samples = EpisodeSamples((4, 5))
+    plain = EpisodeReturn(
+        "Pendulum-v1", episodes=2, max_episode_steps=30, second_objective="length"
+    )
+    shifted = EpisodeReturn("Pendulum-v1", episodes=2, max_episode_steps=30,
+                            second_objective="length", reward_shift=-1.5)  # fmt: skip
+    base = plain(Model(net), samples)
+    one = shifted(Model(net), samples)
+    assert one[1] == base[1] == 30.0
+    assert one[0].item() == pytest.approx(base[0].item() - 1.5 * 30, rel=1e-12)
+    es = ESOptimizer(net, objective_fn=shifted, n_samples=4, seed=0)
+    population = es.ask()
+    batch = shifted.evaluate_population(StackedModel(es.model, population, range(4)), samples)
+    alone = []
+    for i in range(4):
+        with population.loaded(net, i):
+            alone.append(shifted(Model(net), samples))
+    assert torch.equal(batch, torch.stack(alone))
+    greedy = greedy_returns(shifted.policy(net), "Pendulum-v1", (4, 5), max_episode_steps=30)
+    assert greedy.mean() == pytest.approx(base[0].item(), rel=1e-12)  # the environment's rewards
+    for bad in (float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="reward_shift must be a finite number"):
+            EpisodeReturn("CartPole-v1", reward_shift=bad)

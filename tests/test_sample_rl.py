@@ -99,6 +99,22 @@ def test_mujoco_preset_is_ars_and_counts_every_workers_steps(tmp_path, capsys):
     assert "2 generations, 2560 environment steps" in out
 
 
+def test_reward_shift_reaches_the_training_fitness_not_the_evaluation(tmp_path, capsys):
+    import csv
+
+    # CartPole pays +1 per step: with a shift of -1 every training return is exactly 0
+    out = _run(capsys, "--reward-shift", "-1", "--generations", "2", "--max-episode-steps", "40",
+               "--eval-episodes", "2", "--target", "1e9", "--out", tmp_path)  # fmt: skip
+    with open(tmp_path / "CartPole-v1" / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for row in rows:
+        assert float(row["fitness_min_0"]) == float(row["fitness_max_0"]) == 0.0, row
+    assert _greedy_return(out) >= 8.0  # evaluation plays the real rewards (every episode >= 8)
+    config = load_checkpoint(tmp_path / "CartPole-v1" / "policy.pt")["config"]
+    assert config["reward_shift"] == -1.0
+
+
 def test_resume_continues_exactly(tmp_path, capsys):
     flags = ["--env", "Pendulum-v1", "--max-episode-steps", "25", "--n-samples", "6",
              "--eval-episodes", "1", "--eval-every", "2", "--target", "1e9"]  # fmt: skip

@@ -40,6 +40,10 @@ class EpisodeReturn(Objective):
             each episode and averaged over episodes (e.g. a control cost). With it the objective
             returns two values per evaluation: give ``ESOptimizer`` two ``obj_weights``.
         env_kwargs: options for ``gymnasium.make`` (with an environment id).
+        reward_shift: added to the reward of every step played in training, so the fitness is
+            ``return + reward_shift · length`` (Mania et al. 2018's "shift": ``-1`` on Hopper
+            removes the bonus for merely staying up). Greedy evaluation
+            (:func:`greedy_returns`) uses the environment's own rewards.
         vectorize: ``False`` evaluates one member at a time (same fitness, slower).
         max_batch: most members per vectorised call (``None``: es_opt picks, see
             :mod:`es_opt.vectorized`).
@@ -76,6 +80,7 @@ class EpisodeReturn(Objective):
         env_kwargs: dict[str, Any] | None = None,
         vectorize: bool = True,
         max_batch: int | None = None,
+        reward_shift: float = 0.0,
     ):
         if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
             raise ValueError(f"episodes must be a positive int, got {episodes!r}")
@@ -90,6 +95,13 @@ class EpisodeReturn(Objective):
                 "second_objective must be None, 'length' or a function "
                 f"(obs, actions, rewards) -> values, got {second_objective!r}"
             )
+        if (
+            isinstance(reward_shift, bool)
+            or not isinstance(reward_shift, (int, float))
+            or not np.isfinite(reward_shift)
+        ):
+            raise ValueError(f"reward_shift must be a finite number, got {reward_shift!r}")
+        self.reward_shift = float(reward_shift)
         self.env = env
         self.episodes = episodes
         self.max_episode_steps = max_episode_steps
@@ -181,7 +193,10 @@ class EpisodeReturn(Objective):
         return rollouts
 
     def _fitness(self, rollouts: Rollouts) -> torch.Tensor:
-        columns = [rollouts.returns]
+        returns = rollouts.returns
+        if self.reward_shift:
+            returns = returns + self.reward_shift * rollouts.lengths
+        columns = [returns]
         if self.second_objective == "length":
             columns.append(rollouts.lengths.astype(np.float64))
         elif self.second_objective is not None:
