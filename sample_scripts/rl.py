@@ -305,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if saved is not None:  # the saved run's settings; this command chooses only how to run it
         config = load_checkpoint(saved)["config"]
         for key in RUN_SETTINGS:
-            if key in config:  # older checkpoints lack the newer settings: keep the defaults
+            # A checkpoint saved before shaping/momentum/reward_shift existed keeps the defaults
+            # (centered ranks, 0.9, no shift): what it ran with. No --env here, so no preset.
+            if key in config:
                 setattr(args, key, config[key])
     objective, net, es = build(args)
     if args.render is not None:

@@ -132,6 +132,30 @@ def test_resume_continues_exactly(tmp_path, capsys):
     assert a["es"]["objective"]["obs_normalizer"]["count"] == 5 * 6 * 25
 
 
+@pytest.mark.slow
+def test_resuming_a_checkpoint_saved_before_the_newer_settings(tmp_path, capsys):
+    """A checkpoint whose config lacks shaping/momentum/reward_shift resumes with what it ran
+    with (centered ranks, 0.9, no shift), not with the environment's newer preset (Hopper's
+    preset shifts rewards by -1)."""
+    pytest.importorskip("mujoco")
+    flags = ["--env", "Hopper-v5", "--max-episode-steps", "200", "--eval-episodes", "1",
+             "--backend", "serial", "--target", "1e9"]  # fmt: skip
+    old = ["--reward-shift", "0", "--shaping", "centered_ranks", "--momentum", "0.9"]
+    _run(capsys, *flags, *old, "--generations", "3", "--out", tmp_path / "straight")
+    _run(capsys, *flags, *old, "--generations", "1", "--out", tmp_path / "split")
+    saved = tmp_path / "split" / "Hopper-v5" / "policy.pt"
+    checkpoint = torch.load(saved, weights_only=False)
+    for key in ("shaping", "momentum", "reward_shift"):
+        del checkpoint["config"][key]
+    torch.save(checkpoint, saved)
+    _run(capsys, "--resume", saved, "--generations", "3", "--out", tmp_path / "resumed")
+    a = load_checkpoint(tmp_path / "straight" / "Hopper-v5" / "policy.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "Hopper-v5" / "policy.pt")
+    assert b["es"]["generation"] == 3 and b["config"]["reward_shift"] == 0.0
+    for name, tensor in a["net"].items():
+        assert torch.equal(tensor, b["net"][name]), name
+
+
 def test_eval_only_and_render_without_the_rendering_extra(tmp_path, capsys):
     _run(capsys, "--generations", "1", "--max-episode-steps", "20", "--out", tmp_path)
     saved = tmp_path / "CartPole-v1" / "policy.pt"
