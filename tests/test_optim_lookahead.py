@@ -50,7 +50,7 @@ def test_lookahead_radam_equals_rangerlite(foreach, k, alpha):
         sync_period=k,
         alpha=alpha,
     )
-    ranger = RangerLite(ours, **hyper, lookahead_steps=k, lookahead_alpha=alpha, foreach=foreach)
+    ranger = RangerLite(ours, **hyper, sync_period=k, alpha=alpha, foreach=foreach)
     g = torch.Generator().manual_seed(1)
     for _ in range(20):
         for a, b in zip(ours, theirs, strict=True):

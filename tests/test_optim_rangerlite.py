@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-import es_opt.optim._common as optim_common
+import es_opt.optim._buckets as optim_buckets
 import es_opt.optim._kernels as optim_kernels
 from es_opt.optim import RangerLite
 
@@ -20,9 +20,9 @@ SHAPES = [(40, 30), (30,), (3,), (10_001,), (90, 60)]
 def chunked(monkeypatch):
     """Bucket and chunk sizes small enough to exercise the large-tensor paths on small tensors
     (tensors of realistic size make each test seconds slower on a busy machine)."""
-    monkeypatch.setattr(optim_common, "OWN_BUCKET_NUMEL", 1 << 12)
+    monkeypatch.setattr(optim_buckets, "OWN_BUCKET_NUMEL", 1 << 12)
     monkeypatch.setattr(optim_kernels, "OWN_BUCKET_NUMEL", 1 << 12)
-    monkeypatch.setattr(optim_common, "CHUNK_NUMEL", 1 << 11)
+    monkeypatch.setattr(optim_buckets, "CHUNK_NUMEL", 1 << 11)
     monkeypatch.setattr(optim_kernels, "RADAM_CHUNK_NUMEL", 1 << 11)
 
 
@@ -64,7 +64,7 @@ def test_defaults_equal_torch_radam_defaults_bit_for_bit(dtype, weight_decay, de
     theirs = _clone(ours)
     hyper = {"lr": 1e-2, "weight_decay": weight_decay, "decoupled_weight_decay": decoupled,
              "maximize": maximize}  # fmt: skip
-    opt = RangerLite(ours, **hyper, lookahead_alpha=1.0)
+    opt = RangerLite(ours, **hyper, alpha=1.0)
     ref = torch.optim.RAdam(theirs, **hyper, betas=(0.95, 0.999), eps=1e-5)
     g = torch.Generator().manual_seed(1)
     for _ in range(18):  # rho_t > 5 from step 6 on: 13 rectified steps
@@ -86,7 +86,7 @@ def test_alpha_one_is_torch_radam_bit_for_bit(foreach, weight_decay, decoupled, 
     ours = _params()
     theirs = _clone(ours)
     hyper = {"lr": 1e-2, "betas": (0.95, 0.999), "eps": 1e-5, "weight_decay": weight_decay}
-    opt = RangerLite(ours, **hyper, lookahead_alpha=alpha, decoupled_weight_decay=decoupled,
+    opt = RangerLite(ours, **hyper, alpha=alpha, decoupled_weight_decay=decoupled,
                      maximize=maximize, foreach=foreach)  # fmt: skip
     ref = torch.optim.RAdam(theirs, **hyper, decoupled_weight_decay=decoupled,
                             maximize=maximize, foreach=foreach)  # fmt: skip
@@ -103,7 +103,7 @@ def test_default_arithmetic_follows_torch_rule():
     """foreach=None: torch's single-tensor arithmetic on CPU (the multi-tensor one differs)."""
     ours = _params(shapes=[(200,)])
     single, multi = _clone(ours), _clone(ours)
-    opt = RangerLite(ours, lr=1e-2, lookahead_alpha=1.0)
+    opt = RangerLite(ours, lr=1e-2, alpha=1.0)
     refs = [torch.optim.RAdam(ps, lr=1e-2, betas=(0.95, 0.999), eps=1e-5,
                               decoupled_weight_decay=True, foreach=f)
             for ps, f in ((single, False), (multi, True))]  # fmt: skip
@@ -184,8 +184,8 @@ def test_matches_rangerlite_reference_and_equations(foreach):
 def test_params_that_miss_steps_count_their_own_updates():
     both = _params(shapes=[(5,), (4,)])
     alone = _clone(both)[1:]
-    opt = RangerLite(both, lr=0.05, lookahead_steps=3)
-    single = RangerLite(alone, lr=0.05, lookahead_steps=3)
+    opt = RangerLite(both, lr=0.05, sync_period=3)
+    single = RangerLite(alone, lr=0.05, sync_period=3)
     g = torch.Generator().manual_seed(5)
     for t in range(14):
         grad = torch.randn(4, generator=g)
@@ -220,7 +220,7 @@ def test_per_group_lookahead_settings():
 def test_gradient_clipping_works_on_a_copy(clip):
     ours = _params(torch.float64, shapes=[(30,), (7, 3)])
     theirs = _clone(ours)
-    opt = RangerLite(ours, lr=0.05, lookahead_alpha=1.0, foreach=False, **clip)
+    opt = RangerLite(ours, lr=0.05, alpha=1.0, foreach=False, **clip)
     ref = torch.optim.RAdam(theirs, lr=0.05, betas=(0.95, 0.999), eps=1e-5,
                             decoupled_weight_decay=True, foreach=False)  # fmt: skip
     g = torch.Generator().manual_seed(7)
@@ -261,12 +261,12 @@ def test_loads_a_torch_radam_state_dict(foreach):
     with torch.no_grad():
         for a, b in zip(ours, theirs, strict=True):
             a.copy_(b)
-    opt = RangerLite(ours, lookahead_alpha=1.0, foreach=foreach)
+    opt = RangerLite(ours, alpha=1.0, foreach=foreach)
     opt.load_state_dict(_save_load(ref.state_dict()))
     state = opt.state[ours[0]]
     assert state["step"] == 4 and isinstance(state["step"], int)
     assert torch.equal(state["slow_param"], ours[0])
-    assert opt.param_groups[0]["lookahead_steps"] == 6
+    assert opt.param_groups[0]["sync_period"] == 6
     for _ in range(8):
         _set_grads(g, ours, theirs)
         opt.step()
@@ -296,7 +296,7 @@ def test_loads_a_state_dict_saved_before_an_option_existed():
 def test_step_never_reads_values_back(monkeypatch):
     """Nothing in a step converts a tensor to a Python value (a device sync on GPU)."""
     params = _params(shapes=[(10_001,), (5, 3)])
-    opt = RangerLite(params, lr=0.05, lookahead_steps=2, grad_clip_norm=1.0, grad_clip_value=0.5)
+    opt = RangerLite(params, lr=0.05, sync_period=2, grad_clip_norm=1.0, grad_clip_value=0.5)
     g = torch.Generator().manual_seed(10)
 
     def forbidden(*args, **kwargs):

@@ -1,4 +1,4 @@
-"""Element-wise update kernels: RAdam (two arithmetic variants) and Ligi.
+"""Element-wise update kernels: RAdam (two arithmetic variants), Ligi, ClipUp, the Lookahead pull.
 
 Both RAdam variants reproduce ``torch.optim.RAdam`` operation by operation, so their results are
 bitwise equal to torch's:
@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._common import OWN_BUCKET_NUMEL, Scratch, buckets
+from ._buckets import OWN_BUCKET_NUMEL, Scratch, buckets
+from ._grads import global_grad_norm
 
 # Elements per chunk of torch's single-tensor RAdam arithmetic on a large CPU tensor. Each
 # operation costs a few microseconds of dispatch whatever its size, so chunks are large: the
@@ -271,3 +272,44 @@ def ligi_update(
         torch._foreach_lerp_(abs_g, abs_c, gamma)
         torch._foreach_add_(abs_g, eps)
         torch._foreach_addcdiv_(p, c, abs_g, value=-lr)
+
+
+def clipup_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    velocities: list[Tensor],
+    *,
+    lr: float,
+    momentum: float,
+    max_speed: float,
+) -> None:
+    r"""One ClipUp step on the tensors of one group, taken together as one vector.
+
+    ``v ← clip(momentum·v − lr·g/‖g‖, max_speed)``, ``θ ← θ + v``, where a zero gradient gives
+    no push (instead of 0/0) and ``clip`` rescales ``v`` to norm ``max_speed`` when it is longer.
+    Norms are tensors: the step never waits for the device.
+    """
+    if not params:
+        return
+    grad_norm = global_grad_norm(grads)
+    push = torch.where(grad_norm > 0, -lr / grad_norm, torch.zeros_like(grad_norm))
+    torch._foreach_mul_(velocities, momentum)
+    for v, g in zip(velocities, grads, strict=True):
+        v.add_(g * push.to(device=g.device, dtype=g.dtype))
+    speed = global_grad_norm(velocities)
+    ratio = torch.clamp(max_speed / speed, max=1.0)  # speed 0 gives inf, clamped to 1
+    for v in velocities:
+        v.mul_(ratio.to(device=v.device, dtype=v.dtype))
+    torch._foreach_add_(params, velocities)
+
+
+def lookahead_sync(params: list[Tensor], slows: list[Tensor], alpha: float) -> None:
+    r"""The Lookahead pull for every pair, in place: :math:`\theta \leftarrow \phi + \alpha
+    (\theta - \phi)`, :math:`\phi \leftarrow \theta`."""
+    if not params:
+        return
+    if alpha == 1.0:
+        torch._foreach_copy_(slows, params)
+        return
+    torch._foreach_lerp_(slows, params, alpha)
+    torch._foreach_copy_(params, slows)

@@ -8,16 +8,10 @@ from typing import Any
 import torch
 from torch.optim.optimizer import ParamsT
 
-from ._common import (
-    CheckedOptimizer,
-    check_betas,
-    check_lr,
-    check_non_negative,
-    check_unit_interval,
-    collect_grads,
-    prepare_grads,
-    scratch_of,
-)
+from ._buckets import scratch_of
+from ._checked_optimizer import CheckedOptimizer
+from ._checks import check_betas, check_lr, check_non_negative, check_unit_interval
+from ._grads import collect_grads, prepare_grads
 from ._kernels import ligi_update
 
 __all__ = ["Ligi"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from itertools import chain
 from typing import Any
@@ -10,12 +10,14 @@ from typing import Any
 import torch
 from torch.optim.optimizer import Optimizer
 
-from ._common import check_positive_int, check_unit_interval, lookahead_sync
+from ._checks import check_positive_int, check_unit_interval
+from ._dynamo_free import DynamoFreeOptimizer
+from ._kernels import lookahead_sync
 
 __all__ = ["Lookahead"]
 
 
-class Lookahead(Optimizer):
+class Lookahead(DynamoFreeOptimizer):
     r"""Lookahead (Zhang et al., 2019, arXiv:1907.08610) around any torch optimizer.
 
     The wrapped ("fast") optimizer steps as usual. Each parameter keeps slow weights
@@ -31,8 +33,10 @@ class Lookahead(Optimizer):
 
     The wrapper shares the inner optimizer's ``param_groups`` (the same list object), so lr
     schedulers and per-group settings act on the inner optimizer whichever of the two they are
-    given. ``sync_period`` and ``sync_alpha`` are stored in those groups (a group created with its
-    own ``sync_period``/``sync_alpha`` keeps them). ``state_dict()`` holds the inner optimizer's
+    given. ``sync_period`` and ``alpha`` are stored in those groups as ``"sync_period"`` and
+    ``"sync_alpha"`` (not ``"alpha"``, which ``torch.optim.RMSprop`` uses for its own smoothing
+    constant); a group created with its own ``sync_period``/``sync_alpha`` keeps them. The names
+    are :class:`~es_opt.optim.RangerLite`'s too. ``state_dict()`` holds the inner optimizer's
     state dict plus ``"lookahead_state"`` (slow weights and counters); loading a plain inner
     state dict starts the slow weights at the current parameters.
 
@@ -64,27 +68,19 @@ class Lookahead(Optimizer):
         check_positive_int("sync_period", sync_period)
         check_unit_interval("alpha", alpha, low_open=True)
         self.optimizer = optimizer
-        self.defaults = {"sync_period": sync_period, "sync_alpha": alpha}
-        self.state: defaultdict[torch.Tensor, Any] = defaultdict(dict)
-        self._init_hooks()
-        for group in self.param_groups:
-            self._fill_group(group)
+        # Optimizer.__init__ empties ``param_groups`` (the inner list, emptied in place by the
+        # setter below) and adds the inner groups back one by one: ``_adopting`` tells
+        # add_param_group that these groups are the inner optimizer's own, to be kept as they are
+        # and given the Lookahead defaults, not added to the inner optimizer a second time.
+        groups = list(optimizer.param_groups)
+        self._adopting = True
+        try:
+            super().__init__(groups, {"sync_period": sync_period, "sync_alpha": alpha})
+        finally:
+            del self._adopting
 
-    def _init_hooks(self) -> None:
-        for name in (
-            "_optimizer_step_pre_hooks",
-            "_optimizer_step_post_hooks",
-            "_optimizer_state_dict_pre_hooks",
-            "_optimizer_state_dict_post_hooks",
-            "_optimizer_load_state_dict_pre_hooks",
-            "_optimizer_load_state_dict_post_hooks",
-        ):
-            self.__dict__.setdefault(name, OrderedDict())
-        self._patch_step_function()
-
-    def _fill_group(self, group: dict[str, Any]) -> None:
-        group.setdefault("sync_period", self.defaults["sync_period"])
-        group.setdefault("sync_alpha", self.defaults["sync_alpha"])
+    @staticmethod
+    def _check_group(group: dict[str, Any]) -> None:
         check_positive_int("sync_period", group["sync_period"])
         check_unit_interval("sync_alpha", group["sync_alpha"], low_open=True)
 
@@ -94,14 +90,15 @@ class Lookahead(Optimizer):
 
     @param_groups.setter
     def param_groups(self, value: list[dict[str, Any]]) -> None:
-        self.optimizer.param_groups = value
+        groups = self.optimizer.param_groups
+        if value is not groups:
+            groups[:] = value  # in place: whoever holds the inner list keeps seeing the groups
 
     def __getstate__(self) -> dict[str, Any]:
         return {"defaults": self.defaults, "state": self.state, "optimizer": self.optimizer}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._init_hooks()
+        super().__setstate__(state)  # also the hook dicts and the step hooks
 
     def __repr__(self) -> str:
         inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
@@ -109,9 +106,14 @@ class Lookahead(Optimizer):
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group to the inner optimizer, with this wrapper's Lookahead defaults."""
-        self.optimizer.add_param_group(param_group)
+        if getattr(self, "_adopting", False):  # an inner group, during __init__
+            super().add_param_group(param_group)  # appends it back, fills sync_period/sync_alpha
+        else:
+            self.optimizer.add_param_group(param_group)
+            for key, value in self.defaults.items():
+                self.param_groups[-1].setdefault(key, value)
         try:
-            self._fill_group(self.param_groups[-1])
+            self._check_group(self.param_groups[-1])
         except ValueError:
             self.param_groups.pop()
             raise
@@ -193,7 +195,9 @@ class Lookahead(Optimizer):
                 "slow_param": value["slow_param"].to(device=p.device, dtype=p.dtype).clone(),
             }
         for group in self.param_groups:
-            self._fill_group(group)
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+            self._check_group(group)
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)
 

@@ -8,22 +8,18 @@ from typing import Any
 import torch
 from torch.optim.optimizer import ParamsT
 
-from ._common import (
-    CheckedOptimizer,
+from ._buckets import scratch_of, torch_default_foreach
+from ._checked_optimizer import CheckedOptimizer
+from ._checks import (
     check_betas,
     check_lr,
     check_non_negative,
     check_optional_positive,
     check_positive_int,
     check_unit_interval,
-    collect_grads,
-    global_grad_norm,
-    lookahead_sync,
-    prepare_grads,
-    scratch_of,
-    torch_default_foreach,
 )
-from ._kernels import radam_update
+from ._grads import collect_grads, global_grad_norm, prepare_grads
+from ._kernels import lookahead_sync, radam_update
 
 __all__ = ["RangerLite"]
 
@@ -32,8 +28,8 @@ _DEFAULTS: dict[str, Any] = {
     "betas": (0.95, 0.999),
     "eps": 1e-5,
     "weight_decay": 0.0,
-    "lookahead_steps": 6,
-    "lookahead_alpha": 0.5,
+    "sync_period": 6,
+    "sync_alpha": 0.5,
     "decoupled_weight_decay": True,
     "grad_clip_norm": None,
     "grad_clip_value": None,
@@ -47,8 +43,9 @@ def _check_hyperparameters(h: dict[str, Any]) -> None:
     check_betas(h["betas"])
     check_non_negative("eps", h["eps"])
     check_non_negative("weight_decay", h["weight_decay"])
-    check_positive_int("lookahead_steps", h["lookahead_steps"])
-    check_unit_interval("lookahead_alpha", h["lookahead_alpha"], low_open=True)
+    # the messages also name the rangerlite spellings, which users of that package pass
+    check_positive_int("sync_period (lookahead_steps)", h["sync_period"])
+    check_unit_interval("alpha (sync_alpha, lookahead_alpha)", h["sync_alpha"], low_open=True)
     check_optional_positive("grad_clip_norm", h["grad_clip_norm"])
     check_optional_positive("grad_clip_value", h["grad_clip_value"])
 
@@ -75,7 +72,7 @@ class RangerLite(CheckedOptimizer):
 
     Then Lookahead (Zhang et al., 2019, "Lookahead Optimizer: k steps forward, 1 step back",
     arXiv:1907.08610): the slow weights :math:`\phi` start as the parameter before its first
-    update; after every ``lookahead_steps``-th update of that parameter
+    update; after every ``sync_period``-th update of that parameter
 
     .. math::
         \theta \leftarrow \phi + \alpha (\theta - \phi), \qquad \phi \leftarrow \theta .
@@ -85,7 +82,12 @@ class RangerLite(CheckedOptimizer):
     keeps counting its own updates only. (With ``decoupled_weight_decay=False`` the decay is the
     L2 form :math:`g_t \leftarrow g_t + \lambda\theta`.)
 
-    Exactness: ``lookahead_alpha=1`` gives ``torch.optim.RAdam(..., decoupled_weight_decay=True)``
+    Names: ``sync_period`` and ``alpha`` are :class:`~es_opt.optim.Lookahead`'s names, stored in
+    each param group as ``"sync_period"`` and ``"sync_alpha"`` (as Lookahead stores them). The
+    names of the ``rangerlite`` package, ``lookahead_steps`` and ``lookahead_alpha``, are accepted
+    as keyword arguments, in group dicts and in state dicts saved by earlier versions.
+
+    Exactness: ``alpha=1`` gives ``torch.optim.RAdam(..., decoupled_weight_decay=True)``
     bit for bit, with the same arithmetic variant. ``foreach=None`` follows torch's own default
     rule (its single-tensor arithmetic on CPU, its multi-tensor arithmetic on CUDA), so defaults
     equal defaults; ``foreach=False`` forces the single-tensor path, ``foreach=True`` the
@@ -100,8 +102,8 @@ class RangerLite(CheckedOptimizer):
         betas: :math:`(\beta_1, \beta_2)`, each in [0, 1).
         eps: Added to :math:`\sqrt{v_t}`.
         weight_decay: :math:`\lambda` (>= 0).
-        lookahead_steps: Lookahead period k (a positive int).
-        lookahead_alpha: Lookahead step size :math:`\alpha` in (0, 1]; 1 turns Lookahead off.
+        sync_period: Lookahead period k (a positive int).
+        alpha: Lookahead step size :math:`\alpha` in (0, 1]; 1 turns Lookahead off.
         decoupled_weight_decay: Decay the weights directly (AdamW style, default) instead of
             adding :math:`\lambda\theta` to the gradient.
         grad_clip_norm: If set, gradients are scaled by ``min(1, grad_clip_norm / (norm + 1e-6))``
@@ -112,6 +114,8 @@ class RangerLite(CheckedOptimizer):
             Clipping works on a copy; ``p.grad`` is left as it is.
         maximize: Ascend the objective instead of descending (``p.grad`` is not modified).
         foreach: Arithmetic variant, see above (``None``: torch's default for the tensors).
+        lookahead_steps: The ``rangerlite`` name of ``sync_period`` (give one of the two).
+        lookahead_alpha: The ``rangerlite`` name of ``alpha`` (give one of the two).
 
     Example:
         >>> import torch
@@ -127,6 +131,7 @@ class RangerLite(CheckedOptimizer):
     """
 
     option_defaults = _DEFAULTS
+    renamed_options = {"lookahead_steps": "sync_period", "lookahead_alpha": "sync_alpha"}
     check_group = staticmethod(_check_hyperparameters)
 
     def __init__(
@@ -136,28 +141,42 @@ class RangerLite(CheckedOptimizer):
         betas: tuple[float, float] = (0.95, 0.999),
         eps: float = 1e-5,
         weight_decay: float = 0.0,
-        lookahead_steps: int = 6,
-        lookahead_alpha: float = 0.5,
+        sync_period: int = 6,
+        alpha: float = 0.5,
         *,
         decoupled_weight_decay: bool = True,
         grad_clip_norm: float | None = None,
         grad_clip_value: float | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
+        lookahead_steps: int | None = None,
+        lookahead_alpha: float | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
             "betas": betas,
             "eps": eps,
             "weight_decay": weight_decay,
-            "lookahead_steps": lookahead_steps,
-            "lookahead_alpha": lookahead_alpha,
+            "sync_period": sync_period,
+            "sync_alpha": alpha,
             "decoupled_weight_decay": decoupled_weight_decay,
             "grad_clip_norm": grad_clip_norm,
             "grad_clip_value": grad_clip_value,
             "maximize": maximize,
             "foreach": foreach,
         }
+        aliases = {"lookahead_steps": (lookahead_steps, "sync_period", sync_period),
+                   "lookahead_alpha": (lookahead_alpha, "alpha", alpha)}  # fmt: skip
+        for old, (given, name, value) in aliases.items():
+            if given is None:
+                continue
+            key = self.renamed_options[old]
+            if value not in (given, _DEFAULTS[key]):  # both names given, with two values
+                raise ValueError(
+                    f"Invalid {old}: {given!r}; it is the rangerlite name of {name}, given as "
+                    f"{value!r}: give one of the two"
+                )
+            defaults[key] = given
         _check_hyperparameters(defaults)
         super().__init__(params, defaults)
 
@@ -235,11 +254,11 @@ class RangerLite(CheckedOptimizer):
                 torch_foreach_math=bool(foreach),
                 scratch=scratch,
             )
-            period = group["lookahead_steps"]
+            period = group["sync_period"]
             syncing = [k for k, step in enumerate(steps) if step % period == 0]
             lookahead_sync(
                 [params[k] for k in syncing],
                 [self.state[params[k]]["slow_param"] for k in syncing],
-                float(group["lookahead_alpha"]),
+                float(group["sync_alpha"]),
             )
         return loss
