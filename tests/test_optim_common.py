@@ -1,4 +1,4 @@
-"""Table-driven property tests shared by RangerLite, Lookahead and Ligi.
+"""Table-driven property tests shared by RangerLite, Lookahead, Ligi and ClipUp.
 
 Modelled on PyTorch's optimizer test suite: one entry per optimizer with the inputs to test and
 the inputs that must be rejected, then properties checked over the table.
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from es_opt.optim import Ligi, Lookahead, RangerLite
+from es_opt.optim import ClipUp, Ligi, Lookahead, RangerLite
 
 
 def _lookahead_adam(params, lr=1e-2, **kwargs):
@@ -40,7 +40,8 @@ OPTIMIZERS = [
             {"lr": 1e-2},
             {"lr": 1e-2, "weight_decay": 0.1},
             {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": False},
-            {"lr": 1e-2, "lookahead_steps": 2, "lookahead_alpha": 1},
+            {"lr": 1e-2, "lookahead_steps": 2, "lookahead_alpha": 1},  # the rangerlite names
+            {"lr": 3e-2, "sync_period": 3, "alpha": 0.3},
             {"lr": 5e-2, "grad_clip_norm": 0.5, "grad_clip_value": 0.3},
             {"lr": 1e-2, "betas": (0.9, 0.99), "eps": 1e-8},
         ],
@@ -54,6 +55,14 @@ OPTIMIZERS = [
             ({"lookahead_steps": 2.5}, ValueError, r"lookahead_steps.*2\.5"),
             ({"lookahead_alpha": 0.0}, ValueError, r"lookahead_alpha.*0\.0"),
             ({"lookahead_alpha": 1.5}, ValueError, r"lookahead_alpha.*1\.5"),
+            ({"sync_period": 0}, ValueError, r"sync_period.*0"),
+            ({"alpha": 1.5}, ValueError, r"alpha.*1\.5"),
+            (
+                {"sync_period": 3, "lookahead_steps": 4},
+                ValueError,
+                r"lookahead_steps.*4.*sync_period.*3",
+            ),
+            ({"lr": True}, ValueError, r"learning rate.*True"),
             ({"grad_clip_norm": 0.0}, ValueError, r"grad_clip_norm.*0\.0"),
             ({"grad_clip_value": -1.0}, ValueError, r"grad_clip_value.*-1\.0"),
         ],
@@ -75,6 +84,24 @@ OPTIMIZERS = [
             ({"eps": -1e-3}, ValueError, r"eps.*-0\.001"),
             ({"weight_decay": -1.0}, ValueError, r"weight_decay.*-1\.0"),
         ],
+    ),
+    OptimizerInfo(
+        "ClipUp",
+        ClipUp,
+        inputs=[
+            {"lr": 1e-2},
+            {"lr": 5e-2, "momentum": 0.0},
+            {"lr": 2e-2, "momentum": 0.5, "max_speed": 0.015},  # the clip binds
+            {"lr": 1e-2, "max_speed": 1.0},  # never binds
+        ],
+        error_inputs=[
+            ({"lr": -1.0}, ValueError, r"learning rate.*-1\.0"),
+            ({"momentum": 1.0}, ValueError, r"momentum.*1\.0.*\[0, 1\)"),
+            ({"momentum": -0.1}, ValueError, r"momentum.*-0\.1"),
+            ({"max_speed": 0.0}, ValueError, r"max_speed.*0\.0"),
+            ({"max_speed": "fast"}, ValueError, r"max_speed.*'fast'"),
+        ],
+        supports_foreach=False,
     ),
     OptimizerInfo(
         "Lookahead",
@@ -274,12 +301,13 @@ def test_one_cycle_lr_cycles_lr_and_momentum(info):
     params = _quadratic_params()
     opt = info.build(params, lr=0.1)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
-    betas = []
+    momenta = []
     for _ in range(5):
         _train(opt, params, 1)
         sched.step()
-        betas.append(opt.param_groups[0]["betas"][0])
-    assert len(set(betas)) > 1
+        group = opt.param_groups[0]
+        momenta.append(group["betas"][0] if "betas" in group else group["momentum"])
+    assert len(set(momenta)) > 1
     assert opt.param_groups[0]["lr"] != 0.1
 
 

@@ -297,7 +297,8 @@ def clipup_update(
     for v, g in zip(velocities, grads, strict=True):
         v.add_(g * push.to(device=g.device, dtype=g.dtype))
     speed = global_grad_norm(velocities)
-    ratio = torch.clamp(max_speed / speed, max=1.0)  # speed 0 gives inf, clamped to 1
+    # rescale only when too fast (also keeps 0/0 out when lr = 0 makes max_speed = 0)
+    ratio = torch.where(speed > max_speed, max_speed / speed, torch.ones_like(speed))
     for v in velocities:
         v.mul_(ratio.to(device=v.device, dtype=v.dtype))
     torch._foreach_add_(params, velocities)
