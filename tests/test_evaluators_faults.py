@@ -138,9 +138,9 @@ def test_past_max_retries_a_clear_error_and_untouched_state(max_retries):
     with pytest.raises(EvaluationError, match="killed by signal 9") as info:
         es.gradient_step(batch(1))
     assert f"retried {max_retries} time(s) (max_retries={max_retries})" in str(info.value)
-    # which evaluation killed the worker is unknown: the error names the lost chunk (6 pairs on
-    # 2 workers: the first chunk holds pairs 0 and 1)
-    assert info.value.index == 0 and "evaluations 0..3" in str(info.value)
+    # the worker recorded which evaluation it was on: the error names that one, not the lost
+    # chunk (6 pairs on 2 workers: the first chunk holds evaluations 0..3)
+    assert info.value.index == 3 and "while running evaluation 3," in str(info.value)
     assert_untouched(es, before)
     es.objective_fn.trigger = None
     es.gradient_step(batch(1))

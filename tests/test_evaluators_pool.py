@@ -13,7 +13,9 @@ import torch
 
 from es_opt import ESOptimizer, Model, Objective, Samples, SamplingStrategy
 from es_opt.evaluators import make_evaluator
-from es_opt.evaluators._dispatch import ChunkQueue, StepMessages, assign_devices, loads_step
+from es_opt.evaluators._chunks import ChunkQueue
+from es_opt.evaluators._messages import StepMessages, loads_step
+from es_opt.evaluators._options import assign_devices
 from es_opt.evaluators.pool import PoolEvaluator
 from es_opt.population import Population
 

@@ -1,17 +1,14 @@
 """The worker side of the parallel backends: one process (or Ray actor) holding its own copy of the
-model and the objective, applying each step's state and evaluating chunks of the population.
-
-Both backends send the same messages (built by :mod:`es_opt.evaluators._dispatch`):
-
-- once, at start: ``dill.dumps((model, objective))``;
-- once per step and worker: a pickled dict with the generation, seed, σ, the center of the selected
-  parameters, the other tensors that changed since the worker's previous step (all of them the
-  first time), the objective's generation state and the samples;
-- per chunk: a list of evaluation indices.
+model and the objective, applying each step's message and evaluating chunks of the population
+(the messages are described in :mod:`es_opt.evaluators._messages`).
 
 A worker rebuilds ε from the seeds and returns only fitness rows (as lists of floats) and the
 per-evaluation stats, through :func:`~es_opt.evaluators.base.evaluate_indices` like the serial
 evaluator, so every row is bit-identical to the serial one whichever worker computes it.
+
+While it evaluates, a worker records which evaluation it is on in ``progress`` (an object with an
+int ``value``; for the pool, memory shared with the main process, so that the main process can
+still read it when the worker is killed or hangs).
 """
 
 from __future__ import annotations
@@ -25,10 +22,40 @@ import dill
 import torch
 
 from ..population import Population
-from ._dispatch import loads_step
+from ._messages import error_reply, loads_step
 from .base import evaluate_indices
+from .batched import is_vectorized
 
-__all__ = ["WorkerState", "run_task", "pool_worker_main"]
+__all__ = ["IDLE", "Progress", "WorkerState", "run_task", "pool_worker_main"]
+
+IDLE = -1
+"""``progress.value`` while a worker is not inside an evaluation it can name."""
+
+
+class Progress:
+    """A worker's progress when nobody else reads it (a Ray actor's own record)."""
+
+    def __init__(self) -> None:
+        self.value = IDLE
+
+
+class _Tracked:
+    """The objective, recording in ``progress`` which evaluation each call is for (one store per
+    evaluation: no message, no cost worth measuring)."""
+
+    def __init__(self, objective: Any, indices: list[int], progress: Any):
+        self._objective = objective
+        self._indices = indices
+        self._progress = progress
+        self._calls = 0
+
+    def __call__(self, model: Any, samples: Any) -> Any:
+        self._progress.value = self._indices[self._calls]
+        self._calls += 1
+        return self._objective(model, samples)
+
+    def __getattr__(self, name: str) -> Any:  # collect_stats and the objective's own attributes
+        return getattr(self._objective, name)
 
 
 class WorkerState:
@@ -72,18 +99,20 @@ class WorkerState:
         with torch.no_grad():
             for name, value in message["tensors"].items():
                 tensors[name].copy_(value)
-            population._copy(population._targets(net), center)
+            population.load_center(net)
         if hasattr(self.objective, "set_generation_state"):
             self.objective.set_generation_state(message["generation_state"])
         self.population = population
         self.samples = message["samples"]
         self.step_id = self._last_applied = step_id
 
-    def evaluate(self, indices: list[int]) -> tuple[list[list[float]], list[Any]]:
+    def evaluate(self, indices: list[int], progress: Any) -> tuple[list[list[float]], list[Any]]:
         assert self.population is not None
-        rows, stats = evaluate_indices(
-            self.model, self.objective, self.population, self.samples, indices
-        )
+        objective = self.objective
+        if not is_vectorized(objective):  # a batched call cannot name one member
+            objective = _Tracked(objective, indices, progress)
+        population, samples = self.population, self.samples
+        rows, stats = evaluate_indices(self.model, objective, population, samples, indices)
         # float64 -> Python float -> float64 is exact, and lists pickle faster than tensors
         return [row.tolist() for row in rows], stats
 
@@ -94,9 +123,10 @@ def run_task(
     step_id: int,
     payload: bytes | None,
     indices: list[int],
+    progress: Any,
 ) -> tuple:
-    """Runs one chunk and returns the reply: ``("ok", indices, rows, stats)`` or
-    ``("error", indices, pickled_exception_or_None, summary, traceback_text)``."""
+    """Runs one chunk and returns the reply (see :mod:`es_opt.evaluators._messages`)."""
+    progress.value = IDLE
     try:
         if state is None:
             raise RuntimeError(
@@ -106,25 +136,21 @@ def run_task(
             state.set_step(step_id, payload)
         elif state.step_id != step_id:
             raise RuntimeError(f"the worker has not received step {step_id}")
-        rows, stats = state.evaluate(indices)
+        rows, stats = state.evaluate(indices, progress)
         return ("ok", indices, rows, stats)
     except Exception as exc:
         # A failed set_step has already cleared state.step_id; after an objective's error the
         # worker's state is intact (evaluate_indices restores the center), so a chunk queued
         # behind this one still runs.
-        return error_reply(indices, exc, traceback.format_exc())
+        index = None if progress.value == IDLE else int(progress.value)
+        return error_reply(indices, exc, traceback.format_exc(), index)
+    finally:
+        progress.value = IDLE
 
 
-def error_reply(indices: list[int], exc: BaseException, text: str) -> tuple:
-    try:
-        pickled = dill.dumps(exc)
-        dill.loads(pickled)
-    except Exception:  # an exception that does not survive pickling travels as text
-        pickled = None
-    return ("error", indices, pickled, f"{type(exc).__name__}: {exc}", text)
-
-
-def pool_worker_main(conn: Any, blob: bytes, threads: int, device: str | None) -> None:
+def pool_worker_main(
+    conn: Any, blob: bytes, threads: int, device: str | None, progress: Any
+) -> None:
     """Entry point of a pool worker process: announce, then serve tasks until told to stop or the
     main process goes away (the pipe closes, so a killed main process leaves no orphans)."""
     # Ctrl-C reaches the whole process group; the main process decides what happens to workers.
@@ -142,10 +168,10 @@ def pool_worker_main(conn: Any, blob: bytes, threads: int, device: str | None) -
             if message[0] == "stop":
                 return
             _, step_id, payload, indices = message
-            reply = run_task(state, start_error, step_id, payload, indices)
+            reply = run_task(state, start_error, step_id, payload, indices, progress)
             try:
                 conn.send(reply)
             except Exception as exc:  # e.g. stats that cannot be pickled
-                conn.send(error_reply(indices, exc, traceback.format_exc()))
+                conn.send(error_reply(indices, exc, traceback.format_exc(), None))
     except (EOFError, OSError, KeyboardInterrupt):
         return

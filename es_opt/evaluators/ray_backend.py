@@ -15,31 +15,22 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import EvaluationError, require
-from ..population import Population
-from ._dispatch import (
-    Chunk,
-    ChunkQueue,
-    Collector,
-    Options,
-    StepMessages,
-    chunks_per_worker,
-    default_n_workers,
-    pickle_bound,
-    rebuild_error,
-)
-from ._worker import WorkerState, run_task
-from .base import Evaluation, Evaluator
+from ._options import Options, default_n_workers
+from ._parallel import ParallelEvaluator
+from ._scheduler import Lost, Reply, Stopped
+from ._worker import Progress, WorkerState, run_task
 
 __all__ = ["RayEvaluator"]
 
-IN_FLIGHT = 2
-"""Chunks submitted ahead to each actor (the one it runs and the next)."""
-
 START_TIMEOUT = 120.0
 """Seconds the actors may take to start (Ray schedules them, each imports torch)."""
+
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+"""Where Ray logs, at every start of a local cluster, that token authentication is on."""
 
 
 class _RayWorker:
@@ -49,6 +40,7 @@ class _RayWorker:
         import traceback
 
         self.state, self.start_error = None, None
+        self.progress = Progress()
         try:
             self.state = WorkerState(blob, threads, device)
         except Exception:
@@ -67,10 +59,10 @@ class _RayWorker:
         # The message arrives wrapped in a list so that Ray does not fetch it for every task:
         # only the first task of a step on this actor does.
         payload = importlib.import_module("ray").get(box[0]) if box else None
-        return run_task(self.state, self.start_error, step_id, payload, indices)
+        return run_task(self.state, self.start_error, step_id, payload, indices, self.progress)
 
 
-class RayEvaluator(Evaluator):
+class RayEvaluator(ParallelEvaluator):
     """Evaluates the population on ``n_workers`` Ray actors.
 
     Args:
@@ -78,8 +70,8 @@ class RayEvaluator(Evaluator):
             else this machine's CPUs).
         devices: device names; actor ``k`` moves its model to ``devices[k % len(devices)]`` (and
             asks Ray for a GPU when the device is ``cuda``).
-        max_retries: how many times a chunk lost with a dying actor is re-run on a fresh actor
-            (default 1).
+        max_retries: how many times an evaluation whose actor died while running it is re-run on
+            a fresh actor (default 1).
         eval_timeout: seconds allowed per evaluation; past it the actor is killed and replaced
             and the step raises :class:`~es_opt.EvaluationError`. ``None`` waits forever.
         worker_threads: torch threads per actor (default 1).
@@ -92,6 +84,8 @@ class RayEvaluator(Evaluator):
         >>> es = es_opt.ESOptimizer(torch.nn.Linear(4, 1), objective_fn=lambda m, s: 0.0,
         ...                         n_samples=8, backend="ray", n_workers=2)  # doctest: +SKIP
     """
+
+    backend = "ray"
 
     def __init__(
         self,
@@ -108,158 +102,42 @@ class RayEvaluator(Evaluator):
                 f"ray_address must be 'auto', 'host:port' or None, got {ray_address!r}"
             )
         self._requested_workers = n_workers
-        self.options = Options.check(
-            n_workers, devices, max_retries, eval_timeout, worker_threads, default_workers=1
+        super().__init__(
+            Options.check(
+                n_workers, devices, max_retries, eval_timeout, worker_threads, default_workers=1
+            )
         )
         require("ray", "ray", "the Ray backend")
         self.ray_address = ray_address
-        self._blob: bytes | None = None
-        self._messages = StepMessages()
         self._actors: list[Any] = []
         self._info: list[dict[str, Any]] = []
         self._owns_ray = [False]
         self._finalizer = weakref.finalize(self, _shutdown, self._actors, self._owns_ray)
-        self._closed = False
 
     @property
     def n_workers(self) -> int:
         return len(self._actors) if self._actors else self.options.n_workers
 
-    def bind(self, model, objective) -> None:
-        self._blob = pickle_bound(model, objective, "ray")
-        super().bind(model, objective)
-
     def worker_info(self) -> list[dict[str, Any]]:
         """``pid``, ``node_id`` and ``device`` of each running actor."""
         return [dict(info) for info in self._info]
 
-    # -- the generation ----------------------------------------------------------------------
-    def evaluate(self, population: Population, samples: Any) -> Evaluation:
-        if self._closed:
-            raise RuntimeError("this RayEvaluator is closed")
-        if self._blob is None:
-            raise RuntimeError("RayEvaluator.evaluate called before bind(model, objective)")
-        try:
-            self._start()
-            step = self._messages.begin(self.model, self.objective, population, samples)
-            collector = self._run(step, population.n_evals)
-        except BaseException as exc:
-            if not isinstance(exc, (EvaluationError, ValueError, TypeError)):
-                _kill_actors(self._actors)  # e.g. KeyboardInterrupt: leave no actor running
-                self._info.clear()
-            raise
-        collector.raise_first_error()
-        return collector.evaluation()
+    def _running(self) -> bool:
+        return bool(self._actors)
 
-    def _run(self, step: int, n_evals: int) -> Collector:
-        ray = importlib.import_module("ray")
-        n_actors = len(self._actors)
-        queue = ChunkQueue(n_evals, n_actors, per_worker=chunks_per_worker(self.objective))
-        collector = Collector(n_evals)
-        last_step = [info.get("last_step") for info in self._info]
-        refs: dict[int, Any] = {}  # id(payload) -> ObjectRef, one ray.put per message per step
-        # Each actor runs its tasks in submission order; up to IN_FLIGHT are submitted ahead so
-        # that it never waits for this process between two chunks.
-        lanes: list[list[tuple[Any, Chunk]]] = [[] for _ in range(n_actors)]
-        head_deadline: list[float | None] = [None] * n_actors
-        while True:
-            for level in range(IN_FLIGHT):
-                for slot in range(n_actors):
-                    if collector.errors or len(lanes[slot]) > level:
-                        continue
-                    if (chunk := queue.next()) is None:
-                        continue
-                    box = None
-                    if last_step[slot] != step:
-                        payload = self._messages.payload_for(last_step[slot])
-                        if id(payload) not in refs:
-                            refs[id(payload)] = ray.put(payload)
-                        box = [refs[id(payload)]]
-                    ref = self._actors[slot].evaluate.remote(step, box, chunk.indices)
-                    last_step[slot] = step
-                    lanes[slot].append((ref, chunk))
-                    if len(lanes[slot]) == 1:
-                        head_deadline[slot] = self._deadline(chunk)
-            heads = {lane[0][0]: slot for slot, lane in enumerate(lanes) if lane}
-            if not heads:
-                break
-            deadlines = [d for slot, d in enumerate(head_deadline) if lanes[slot] and d]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            ready, _ = ray.wait(list(heads), num_returns=1, timeout=timeout)
-            for ref in ready:
-                slot = heads[ref]
-                _, chunk = lanes[slot].pop(0)
-                head_deadline[slot] = self._deadline(lanes[slot][0][1]) if lanes[slot] else None
-                try:
-                    reply = ray.get(ref)
-                except ray.exceptions.RayActorError as exc:
-                    last_step[slot] = None
-                    for _, waiting in lanes[slot]:  # sent, never started: not their fault
-                        queue.requeue(waiting)
-                    lanes[slot].clear()
-                    self._replace(slot)
-                    if chunk.attempt < self.options.max_retries:
-                        queue.retry(chunk)
-                    else:
-                        collector.fail(chunk.indices[0], self._lost_error(chunk, exc))
-                    continue
-                except ray.exceptions.RayError as exc:
-                    last_step[slot] = None
-                    collector.fail(chunk.indices[0], self._lost_error(chunk, exc))
-                    continue
-                if reply[0] == "ok":
-                    collector.add(reply[1], reply[2], reply[3])
-                else:
-                    last_step[slot] = None
-                    collector.fail(chunk.indices[0], rebuild_error(reply))
-            now = time.monotonic()
-            for slot in range(n_actors):
-                deadline = head_deadline[slot]
-                if lanes[slot] and deadline is not None and now >= deadline:
-                    chunk = lanes[slot][0][1]
-                    lanes[slot].clear()  # the step fails: the chunks queued behind are moot
-                    last_step[slot] = None
-                    self._replace(slot)
-                    collector.fail(chunk.indices[0], self._timeout_error(chunk))
-        for slot, info in enumerate(self._info):
-            info["last_step"] = last_step[slot]
-        return collector
-
-    def _deadline(self, chunk: Chunk) -> float | None:
-        if self.options.eval_timeout is None:
-            return None
-        return time.monotonic() + self.options.eval_timeout * len(chunk.indices)
-
-    def _lost_error(self, chunk: Chunk, exc: BaseException) -> EvaluationError:
-        return EvaluationError(
-            f"a Ray actor died while running {chunk.describe()}, and the chunk was already "
-            f"retried {chunk.attempt} time(s) (max_retries={self.options.max_retries}): "
-            f"{type(exc).__name__}",
-            index=chunk.indices[0],
-            worker_traceback=str(exc),
-        )
-
-    def _timeout_error(self, chunk: Chunk) -> EvaluationError:
-        limit = self.options.eval_timeout
-        assert limit is not None
-        return EvaluationError(
-            f"{chunk.describe()} did not finish within eval_timeout={limit} s per evaluation "
-            f"({limit * len(chunk.indices):g} s for {len(chunk.indices)} evaluations); the Ray "
-            "actor was killed and replaced",
-            index=chunk.indices[0],
-        )
+    def _abandon(self) -> None:
+        _kill_actors(self._actors)  # e.g. KeyboardInterrupt: leave no actor running
+        self._info.clear()
 
     # -- actors ------------------------------------------------------------------------------
-    def _start(self) -> None:
-        if self._actors:
-            return
+    def _start(self) -> _Actors:
         ray = importlib.import_module("ray")
         if not ray.is_initialized():
             if self.ray_address is None:
                 n_local = self._requested_workers or (
                     len(self.options.devices) if self.options.devices else default_n_workers()
                 )
-                with _loopback_only(ray):
+                with _loopback_only(ray), _quiet_token_notice():
                     ray.init(
                         num_cpus=n_local,
                         include_dashboard=False,
@@ -267,7 +145,7 @@ class RayEvaluator(Evaluator):
                     )
             else:
                 joining = _loopback_only(ray) if _is_loopback(self.ray_address) else _nothing()
-                with joining:
+                with joining, _quiet_token_notice():
                     ray.init(address=self.ray_address, logging_level=logging.WARNING)
             self._owns_ray[0] = True
         n_workers = self._requested_workers
@@ -282,49 +160,9 @@ class RayEvaluator(Evaluator):
                 f"Ray has {free:g} free CPU(s) for {n_workers} actor(s) (one CPU each): pass "
                 f"n_workers <= {int(free)}, or close the optimizers whose actors hold the others"
             )
-        self._blob_ref = ray.put(self._blob)
-        self._actors.extend(self._new_actor(slot) for slot in range(n_workers))
-        self._info[:] = self._await_started(self._actors)
-
-    def _new_actor(self, slot: int) -> Any:
-        ray = importlib.import_module("ray")
-        device = self.options.device_of(slot)
-        gpus = 1 if device is not None and device.startswith("cuda") else 0
-        actor_class = ray.remote(_RayWorker)
-        return actor_class.options(
-            num_cpus=1, num_gpus=gpus, max_restarts=0, scheduling_strategy="SPREAD"
-        ).remote(self._blob_ref, self.options.worker_threads, device)
-
-    def _replace(self, slot: int) -> None:
-        ray = importlib.import_module("ray")
-        with contextlib.suppress(Exception):
-            ray.kill(self._actors[slot], no_restart=True)
-        self._actors[slot] = self._new_actor(slot)
-        self._info[slot] = self._await_started([self._actors[slot]])[0]
-
-    def _await_started(self, actors: list[Any]) -> list[dict[str, Any]]:
-        ray = importlib.import_module("ray")
-        try:
-            infos = ray.get([actor.where.remote() for actor in actors], timeout=START_TIMEOUT)
-        except ray.exceptions.GetTimeoutError:
-            _kill_actors(self._actors)
-            self._info.clear()
-            raise RuntimeError(
-                f"{len(actors)} Ray actor(s) did not start within {START_TIMEOUT:g} s: the "
-                "cluster may lack free CPUs (or GPUs for 'cuda' devices)"
-            ) from None
-        self._check_started(infos)
-        return infos
-
-    def _check_started(self, infos: list[dict[str, Any]]) -> None:
-        for info in infos:
-            if info["start_error"] is not None:
-                _kill_actors(self._actors)
-                self._info.clear()
-                raise EvaluationError(
-                    "a Ray actor could not load the model and the objective",
-                    worker_traceback=info["start_error"],
-                )
+        actors = _Actors(self._actors, self._info, self.options, ray.put(self._blob))
+        actors.start(n_workers)
+        return actors
 
     def close(self) -> None:
         """Kills the actors (and stops the Ray this evaluator started); harmless to call twice."""
@@ -338,6 +176,112 @@ class RayEvaluator(Evaluator):
             f"devices={self.options.devices}, max_retries={self.options.max_retries}, "
             f"eval_timeout={self.options.eval_timeout})"
         )
+
+
+class _Actors:
+    """The Ray transport: one actor per slot, each running its tasks in submission order."""
+
+    def __init__(self, actors: list[Any], info: list[dict[str, Any]], options: Options, blob: Any):
+        self.ray = importlib.import_module("ray")
+        self.actors = actors
+        self.info = info
+        self.options = options
+        self.n_workers = 0
+        self._blob_ref = blob
+        self._tasks: list[list[Any]] = []  # per slot, the pending tasks' ObjectRefs, in order
+        self._failures: dict[int, BaseException] = {}
+        self._step: int | None = None
+        self._puts: dict[int, Any] = {}  # id(payload) -> ObjectRef: one ray.put per message
+
+    def start(self, n_workers: int) -> None:
+        self.n_workers = n_workers
+        self._tasks = [[] for _ in range(n_workers)]
+        self.actors.extend(self._new_actor(slot) for slot in range(n_workers))
+        self.info[:] = self._await_started(self.actors)
+
+    # -- the transport -------------------------------------------------------------------------
+    def send(self, slot: int, step: int, payload: bytes | None, indices: list[int]) -> None:
+        if step != self._step:
+            self._step, self._puts = step, {}
+        box = None
+        if payload is not None:
+            if id(payload) not in self._puts:
+                self._puts[id(payload)] = self.ray.put(payload)
+            box = [self._puts[id(payload)]]
+        self._tasks[slot].append(self.actors[slot].evaluate.remote(step, box, indices))
+
+    def wait(self, slots: Sequence[int], timeout: float | None) -> list[Reply | Lost]:
+        heads = {self._tasks[slot][0]: slot for slot in slots}
+        ready, _ = self.ray.wait(list(heads), num_returns=1, timeout=timeout)
+        events: list[Reply | Lost] = []
+        for ref in ready:
+            slot = heads[ref]
+            self._tasks[slot].pop(0)
+            try:
+                events.append(Reply(slot, self.ray.get(ref)))
+            except self.ray.exceptions.RayError as exc:  # the actor died, or Ray lost the task
+                self._failures[slot] = exc
+                events.append(Lost(slot))
+        return events
+
+    def replace(self, slot: int) -> Stopped:
+        failure = self._failures.pop(slot, None)
+        pid = self.info[slot].get("pid") if slot < len(self.info) else None
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actors[slot], no_restart=True)
+        self._tasks[slot].clear()
+        self.actors[slot] = self._new_actor(slot)
+        self.info[slot] = self._await_started([self.actors[slot]])[0]
+        how = "was stopped" if failure is None else f"died ({type(failure).__name__})"
+        detail = "" if failure is None else str(failure)
+        # An actor's memory is gone with it: which evaluation it was on is not known here.
+        return Stopped(f"Ray actor {pid}", how, None, detail)
+
+    # -- actors --------------------------------------------------------------------------------
+    def _new_actor(self, slot: int) -> Any:
+        device = self.options.device_of(slot)
+        gpus = 1 if device is not None and device.startswith("cuda") else 0
+        actor_class = self.ray.remote(_RayWorker)
+        return actor_class.options(
+            num_cpus=1, num_gpus=gpus, max_restarts=0, scheduling_strategy="SPREAD"
+        ).remote(self._blob_ref, self.options.worker_threads, device)
+
+    def _await_started(self, actors: list[Any]) -> list[dict[str, Any]]:
+        ray = self.ray
+        try:
+            infos = ray.get([actor.where.remote() for actor in actors], timeout=START_TIMEOUT)
+        except ray.exceptions.GetTimeoutError:
+            self._give_up()
+            raise RuntimeError(
+                f"{len(actors)} Ray actor(s) did not start within {START_TIMEOUT:g} s: the "
+                "cluster may lack free CPUs (or GPUs for 'cuda' devices)"
+            ) from None
+        for info in infos:
+            if info["start_error"] is not None:
+                self._give_up()
+                raise EvaluationError(
+                    "a Ray actor could not load the model and the objective",
+                    worker_traceback=info["start_error"],
+                )
+        return infos
+
+    def _give_up(self) -> None:
+        _kill_actors(self.actors)
+        self.info.clear()
+
+
+@contextlib.contextmanager
+def _quiet_token_notice() -> Iterator[None]:
+    """Keeps Ray's token-authentication notice out of the user's output while Ray starts or is
+    joined. It changes nothing else: Ray's own default stands (token authentication on, with the
+    token Ray keeps in ``~/.ray/auth_token``), and ``RAY_AUTH_MODE`` still decides."""
+    logger = logging.getLogger(TOKEN_NOTICE_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
