@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._choice import BACKENDS, resolve_backend
 from .base import Evaluation, Evaluator, evaluate_indices, stack_rows
 from .serial import SerialEvaluator
 
@@ -17,17 +18,16 @@ __all__ = [
     "SerialEvaluator",
     "evaluate_indices",
     "make_evaluator",
+    "resolve_backend",
     "stack_rows",
 ]
-
-BACKENDS = ("serial", "multiprocess", "ray")
 
 
 def make_evaluator(backend: str | Evaluator, **options: Any) -> Evaluator:
     """Builds the evaluator named by ``backend`` (or returns an :class:`Evaluator` instance as is).
 
     Options that do not apply to the chosen backend are ignored when they hold their default
-    (``None``).
+    (``None``); :func:`resolve_backend` turns a user's arguments into ``backend`` and options.
 
     Example:
         >>> type(make_evaluator("serial")).__name__
