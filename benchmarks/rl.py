@@ -64,7 +64,7 @@ def overhead(env: str, members: int, steps: int) -> None:
     import torch
 
     import es_opt
-    from es_opt.functional import StackedModel
+    from es_opt.evaluators.stacked import StackedModel
     from es_opt.rl import EpisodeReturn, EpisodeSamples
 
     torch.set_num_threads(1)

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.datasets import load_digits
 from es_opt.evaluators import make_evaluator
 from es_opt.supervised import Accuracy
+from es_opt.supervised.datasets import load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 POPULATION = 200

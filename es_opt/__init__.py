@@ -8,7 +8,9 @@ Example:
 
 from .errors import EvaluationError, MissingExtraError
 from .evaluators import Evaluation, Evaluator, SerialEvaluator
-from .functional import StackedModel, VectorizationError
+from .evaluators.stacked import StackedModel, VectorizationError
+from .history import History
+from .loop import Callback, fit
 from .model import Model, SamplingStrategy
 from .objective import Objective, Samples
 from .optimizer import ESOptimizer
@@ -21,7 +23,6 @@ from .supervised import (
     MultiObjective,
     NegativeCrossEntropy,
 )
-from .training import History
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "NegativeCrossEntropy",
     "StackedModel",
     "VectorizationError",
+    "Callback",
     "ESOptimizer",
     "Evaluation",
     "EvaluationError",
@@ -46,4 +48,5 @@ __all__ = [
     "Samples",
     "SerialEvaluator",
     "StepResult",
+    "fit",
 ]

@@ -1,4 +1,5 @@
-"""Helpers for command-line entry points (the sample scripts, ``python -m es_opt.plot``)."""
+"""Helpers for command-line entry points (the sample scripts,
+``python -m es_opt.training.plot``)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,15 @@
-"""``Objective`` (what the user maximises), ``Samples`` (what it needs each step), and the
-validation of what an objective returns."""
+"""``Objective`` (what the user maximises) and ``Samples`` (what it needs each step). What an
+objective returns is validated by :mod:`es_opt.fitness`."""
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
+
+from .fitness import as_fitness_row
 
 if TYPE_CHECKING:
     from .model import Model
@@ -78,69 +77,3 @@ class Objective:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         return None
-
-
-def as_fitness_row(value: Any, *, index: int | None = None) -> torch.Tensor:
-    """Converts what an objective returned into a 1-D float64 tensor, or raises ``ValueError`` /
-    ``TypeError`` naming the evaluation.
-
-    Accepted: a real number, a sequence of real numbers, a 0-d or 1-D tensor or array. Rejected:
-    strings, booleans, 2-D values, empty values, NaN and infinities.
-
-    Example:
-        >>> as_fitness_row(3).tolist(), as_fitness_row([1.0, 2.5]).tolist()
-        ([3.0], [1.0, 2.5])
-    """
-    where = "the objective" if index is None else f"the objective (evaluation {index})"
-    if isinstance(value, (str, bytes, bool, np.bool_)) or value is None:
-        raise TypeError(
-            f"{where} must return a float, a sequence of floats or a 1-D tensor, "
-            f"got {type(value).__name__} {value!r:.60}"
-        )
-    if isinstance(value, numbers.Real):
-        number = float(value)
-        if not math.isfinite(number):  # the common case, checked without a tensor op
-            raise ValueError(
-                f"{where} returned a non-finite value ({number}): fitness must be finite; "
-                "clip or replace NaN/inf scores inside the objective"
-            )
-        return torch.tensor((number,), dtype=torch.float64)
-    elif isinstance(value, (torch.Tensor, np.ndarray)):
-        tensor = torch.as_tensor(value)
-        if tensor.dtype == torch.bool or not (tensor.is_floating_point() or _is_int(tensor)):
-            raise TypeError(f"{where} returned a tensor of dtype {tensor.dtype}; need real numbers")
-        if tensor.dim() > 1:
-            raise ValueError(
-                f"{where} returned a {tensor.dim()}-D tensor of shape {tuple(tensor.shape)}; "
-                "return a float or a 1-D tensor with one value per objective"
-            )
-        row = tensor.detach().to("cpu", torch.float64).reshape(-1)
-    elif isinstance(value, Sequence):
-        items = list(value)
-        for item in items:
-            if isinstance(item, (str, bytes, bool, np.bool_)) or not isinstance(
-                item, (numbers.Real, torch.Tensor, np.ndarray)
-            ):
-                raise TypeError(
-                    f"{where} returned a sequence containing {type(item).__name__} {item!r:.40}; "
-                    "every value must be a real number"
-                )
-        row = torch.tensor([float(item) for item in items], dtype=torch.float64)
-    else:
-        raise TypeError(
-            f"{where} must return a float, a sequence of floats or a 1-D tensor, "
-            f"got {type(value).__name__}"
-        )
-    if row.numel() == 0:
-        raise ValueError(f"{where} returned no value; return at least one score")
-    if not bool(torch.isfinite(row).all()):
-        bad = [v for v in row.tolist() if not math.isfinite(v)]
-        raise ValueError(
-            f"{where} returned a non-finite value ({bad[0]}): fitness must be finite; "
-            "clip or replace NaN/inf scores inside the objective"
-        )
-    return row
-
-
-def _is_int(tensor: torch.Tensor) -> bool:
-    return tensor.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import shaping as shaping_lib
-from ._checks import (
-    DEFAULT_LR,
+from ._arguments import (
     check_n_samples,
     check_optimizer_holds,
     check_parameters,
@@ -27,16 +26,52 @@ from ._checks import (
     check_shaping,
     check_sigma,
     check_weights,
-    default_optimizer,
 )
-from .estimator import estimate_gradient
+from .estimator import es_gradient
 from .evaluators import BACKENDS, Evaluator, make_evaluator
+from .fitness import check_fitness_matrix
+from .history import History
+from .loop import fit
 from .model import Model, SamplingStrategy
 from .objective import Objective
 from .population import Population
 from .result import StepResult
+from .state import ESState
 
-__all__ = ["ESOptimizer", "DEFAULT_LR"]
+__all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
+
+DEFAULT_LR = 1e-2
+"""Learning rate of the default inner optimizer (RangerLite), as OpenAI's ES used Adam at 0.01."""
+
+DEFAULT_BETAS = (0.9, 0.9)
+"""Betas of the default inner optimizer. RAdam's rectifier ramps the step up over roughly
+``2 / (1 − β2)`` steps: with RangerLite's own β2 = 0.999 an ES run moves at a fraction of its
+learning rate for its first hundreds of generations (measured: CartPole failed to improve for ~100
+generations), while β2 = 0.9 reaches full speed within ~20."""
+
+
+def default_optimizer(params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
+    """The inner optimizer used when none is given: RangerLite with :data:`DEFAULT_LR` and
+    :data:`DEFAULT_BETAS`."""
+    from .optim import RangerLite
+
+    return RangerLite(list(params), lr=DEFAULT_LR, betas=DEFAULT_BETAS)
+
+
+class _StateField:
+    """An attribute of :class:`ESOptimizer` that reads and writes one field of its
+    :class:`~es_opt.state.ESState` (validated by ``check`` on assignment)."""
+
+    def __init__(self, key: str, check: Callable[[Any], Any] | None = None):
+        self.key, self.check = key, check
+
+    def __get__(self, es: Any, owner: type | None = None) -> Any:
+        return self if es is None else getattr(es.state, self.key)
+
+    def __set__(self, es: Any, value: Any) -> None:
+        value = self.check(value) if self.check is not None else value
+        es.state = replace(es.state, **{self.key: value})
+
 
 BACKEND_OPTIONS = ("ray_address", "max_retries", "eval_timeout", "worker_threads")
 """Keyword arguments passed through to the backend (besides ``n_workers`` and ``devices``)."""
@@ -112,11 +147,9 @@ class ESOptimizer:
                 "objective_fn must be an es_opt.Objective or a callable (model, samples) -> "
                 f"score, got {type(objective_fn).__name__}"
             )
-        self._sigma = check_sigma(sigma)
-        self.n_samples = check_n_samples(n_samples)
-        self.obj_weights = check_weights(obj_weights)
-        self.seed = check_seed(seed)
-        self.shaping_name, self._shape = check_shaping(shaping)
+        sigma, n_samples = check_sigma(sigma), check_n_samples(n_samples)
+        obj_weights, seed = check_weights(obj_weights), check_seed(seed)
+        shaping_name, self._shape = check_shaping(shaping)
         check_parameters(model)
         if backend is None:  # the ancestor's n_workers=4 meant a process pool
             backend = "serial" if n_workers in (None, 1) else "multiprocess"
@@ -134,22 +167,29 @@ class ESOptimizer:
         self.model = model
         self.optimizer = optimizer
         self.objective_fn = objective_fn
-        self.generation = 0
-        self.n_objectives: int | None = None
+        self.state = ESState(
+            generation=0,
+            seed=seed,
+            sigma=sigma,
+            n_samples=n_samples,
+            obj_weights=obj_weights,
+            shaping=shaping_name,
+        )
         self._pending: Population | None = None
+        self._ask_time = 0.0
         self._evaluator: Evaluator | None = None
         self._backend = backend
         self._backend_options = dict(backend_options, n_workers=n_workers, devices=devices)
         self._closed = False
 
     # -- configuration -----------------------------------------------------------------------
-    @property
-    def sigma(self) -> float:
-        return self._sigma
-
-    @sigma.setter
-    def sigma(self, value: float) -> None:
-        self._sigma = check_sigma(value)
+    generation = _StateField("generation")
+    seed = _StateField("seed", check_seed)
+    sigma = _StateField("sigma", check_sigma)
+    n_samples = _StateField("n_samples", check_n_samples)
+    obj_weights = _StateField("obj_weights", check_weights)
+    shaping_name = _StateField("shaping")
+    n_objectives = _StateField("n_objectives")
 
     @property
     def sgd_optimizer(self) -> torch.optim.Optimizer:
@@ -199,14 +239,15 @@ class ESOptimizer:
         """Completes the step asked for by :meth:`ask` with the population's fitness
         (``[n_samples, n_objectives]``, or ``[n_samples]`` for one objective), in evaluation order.
 
-        Nothing changes if the fitness is invalid: the error names the offending evaluation.
+        Nothing changes if the fitness is invalid (wrong shape, NaN or infinite values, a number
+        of objectives that does not match ``obj_weights``): the error names the evaluation.
         """
         population = self._pending
         if population is None:
             raise RuntimeError("tell() needs a population: call ask() first")
-        fitness = self._check_fitness(fitness, population)
+        fitness = check_fitness_matrix(fitness, population.n_evals, self.obj_weights)
         eval_time = time.perf_counter() - self._ask_time
-        return self._finish(population, fitness, stats, eval_time)
+        return self._apply(population, fitness, stats, eval_time, self._ask_time)
 
     def gradient_step(self, samples: Any = None) -> StepResult:
         """One ES step: ask, evaluate the population with the backend, tell.
@@ -219,66 +260,43 @@ class ESOptimizer:
         population = self.ask()
         try:
             evaluation = evaluator.evaluate(population, samples)
-            fitness = self._check_fitness(evaluation.fitness, population)
+            fitness = check_fitness_matrix(evaluation.fitness, population.n_evals, self.obj_weights)
         except BaseException:
             self._pending = None
             raise
         eval_time = time.perf_counter() - start
-        return self._finish(population, fitness, evaluation.stats, eval_time, start)
+        return self._apply(population, fitness, evaluation.stats, eval_time, start)
 
-    def _check_fitness(self, fitness: Any, population: Population) -> torch.Tensor:
-        fitness = torch.as_tensor(fitness).detach().to("cpu", torch.float64)
-        if fitness.dim() == 1:
-            fitness = fitness.unsqueeze(1)
-        if fitness.dim() != 2 or fitness.shape[0] != population.n_evals:
-            raise ValueError(
-                f"fitness must have shape [{population.n_evals}, n_objectives], "
-                f"got {tuple(fitness.shape)}"
-            )
-        bad = (~torch.isfinite(fitness)).any(dim=1).nonzero()
-        if bad.numel():
-            index = int(bad[0])
-            raise ValueError(
-                f"fitness of evaluation {index} is not finite: {fitness[index].tolist()}"
-            )
-        n_objectives = fitness.shape[1]
-        if n_objectives != len(self.obj_weights):
-            raise ValueError(
-                f"obj_weights has {len(self.obj_weights)} weight(s) {list(self.obj_weights)} but "
-                f"the objective returns {n_objectives} value(s) per evaluation"
-            )
-        return fitness
-
-    def _finish(
+    def _apply(
         self,
         population: Population,
         fitness: torch.Tensor,
         stats: Sequence[Any] | None,
         eval_time: float,
-        start: float | None = None,
+        start: float,
     ) -> StepResult:
-        start = self._ask_time if start is None else start
-        scores = shaping_lib.weighted_scores(fitness, self.obj_weights, self._shape)
-        center = population.center
-        gradient = estimate_gradient(
-            scores,
-            population.perturbations,
-            sigma=population.sigma,
-            dim=population.dim,
-            dtype=center.dtype,
-            device=center.device,
-        )
-        params = self.model.named_trainable_parameters()
+        """The update of a checked fitness matrix: the ES gradient (a pure function), then the
+        inner optimizer's step on ``−g``. If that step raises, every ``.grad`` is put back."""
+        gradient = es_gradient(fitness, population, self.obj_weights, self._shape)
         selected = dict(
             zip(population.names, population.unflatten(-gradient).values(), strict=True)
         )
-        for name, param in params.items():
-            param.grad = selected[name].clone() if name in selected else None
-        self.optimizer.step()
+        params = self.model.named_trainable_parameters()
+        saved = {name: param.grad for name, param in params.items()}
+        try:
+            for name, param in params.items():
+                param.grad = selected[name].clone() if name in selected else None
+            self.optimizer.step()
+        except BaseException:
+            for name, param in params.items():
+                param.grad = saved[name]
+            self._pending = None
+            raise
         if stats is not None and hasattr(self.objective_fn, "merge_stats"):
             self.objective_fn.merge_stats(list(stats))
-        self.n_objectives = fitness.shape[1]
-        self.generation += 1
+        self.state = replace(
+            self.state, generation=self.generation + 1, n_objectives=fitness.shape[1]
+        )
         self._pending = None
         layer_ids = self.model.selected_layers(population.generation, self.seed)
         return StepResult(
@@ -300,65 +318,52 @@ class ESOptimizer:
         generations: int = 100,
         callbacks: Sequence[Any] = (),
         stop_when: Callable[[StepResult], bool] | None = None,
-    ) -> Any:
+    ) -> History:
         """Runs up to ``generations`` steps with ``samples_fn(generation)`` as each step's samples,
-        reporting to ``callbacks``; returns the :class:`~es_opt.training.History`. See
-        :func:`es_opt.training.fit`.
+        reporting to ``callbacks``; returns the :class:`~es_opt.History`. See
+        :func:`es_opt.loop.fit`.
 
         Example:
             >>> es = ESOptimizer(nn.Linear(2, 1), objective_fn=lambda m, s: 0.0, n_samples=4)
             >>> len(es.fit(generations=3)), es.generation
             (3, 3)
         """
-        from .training import fit
-
         return fit(self, samples_fn, generations, callbacks, stop_when)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything that shapes future steps (generation, seed, σ, weights, shaping, strategy,
-        the inner optimizer's and the objective's state). Loads with
-        ``torch.load(weights_only=True)``. The net's weights are saved separately
-        (``net.state_dict()``), or together by :func:`es_opt.checkpoint.save_checkpoint`."""
+        """Everything that shapes future steps: the :class:`~es_opt.state.ESState` (generation,
+        seed, σ, n_samples, weights, shaping), the layer-sampling strategy, and the inner
+        optimizer's and the objective's state. Loads with ``torch.load(weights_only=True)``. The
+        net's weights are saved separately (``net.state_dict()``), or together by
+        :func:`es_opt.training.save_checkpoint`."""
         objective_state = (
             self.objective_fn.state_dict() if hasattr(self.objective_fn, "state_dict") else {}
         )
         return {
-            "generation": self.generation,
-            "seed": self.seed,
-            "sigma": self.sigma,
-            "n_samples": self.n_samples,
-            "obj_weights": list(self.obj_weights),
-            "shaping": self.shaping_name,
+            **self.state.as_dict(),
             "strategy": self.model.strategy.value,
-            "n_objectives": self.n_objectives,
             "optimizer": self.optimizer.state_dict(),
             "objective": objective_state,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores a :meth:`state_dict`; the next step continues the saved run bit for bit."""
-        missing = {"generation", "seed", "sigma", "n_samples", "optimizer"} - set(state)
-        if missing:
-            raise KeyError(f"ESOptimizer state_dict lacks {sorted(missing)}")
-        sigma = check_sigma(state["sigma"])
-        n_samples = check_n_samples(state["n_samples"])
-        weights = check_weights(state.get("obj_weights", self.obj_weights))
-        saved_shaping = state.get("shaping", self.shaping_name)
-        if saved_shaping == self.shaping_name:  # also a custom function, known by its name only
-            shaping_name, shape = self.shaping_name, self._shape
+        """Restores a :meth:`state_dict`; the next step continues the saved run bit for bit.
+        Everything is validated before anything changes."""
+        if "optimizer" not in state:
+            raise KeyError("ESOptimizer state_dict lacks ['optimizer']")
+        loaded = ESState.from_dict(state, self.state)
+        if loaded.shaping == self.shaping_name:  # also a custom function, known by its name only
+            shape = self._shape
         else:
-            shaping_name, shape = check_shaping(saved_shaping)
+            _, shape = check_shaping(loaded.shaping)
+        strategy = SamplingStrategy(state["strategy"]) if "strategy" in state else None
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])
-        self.generation = int(state["generation"])
-        self.seed = check_seed(state["seed"])
-        self._sigma, self.n_samples, self.obj_weights = sigma, n_samples, weights
-        self.shaping_name, self._shape = shaping_name, shape
-        if "strategy" in state:
-            self.model.strategy = SamplingStrategy(state["strategy"])
-        self.n_objectives = state.get("n_objectives")
+        self.state, self._shape = loaded, shape
+        if strategy is not None:
+            self.model.strategy = strategy
         self._pending = None
 
     # -- lifecycle ---------------------------------------------------------------------------

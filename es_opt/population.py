@@ -86,22 +86,45 @@ class Population:
 
     def stacked_parameters(self, indices: Sequence[int]) -> torch.Tensor:
         """``[len(indices), dim]`` flat parameter vectors; row ``r`` equals
-        ``parameters(indices[r])`` bit for bit."""
+        ``parameters(indices[r])`` bit for bit. Each pair's ε is drawn once: the two members of a
+        pair share it, and drawing noise dominates small batched evaluations."""
+        indices = list(indices)
         for index in indices:
             self._check_index(index)
-        # both members of a pair share ε: draw each pair once
+        center = self.center
+        first = indices[0] if indices else 0
+        if (
+            first % 2 == 0
+            and len(indices) % 2 == 0
+            and indices == list(range(first, first + len(indices)))
+        ):
+            # whole pairs in order (the usual batch): both signs in one broadcast, no gathered
+            # copy of ε; the same two element-wise operations as perturb(), so the same bits
+            eps = self.perturbations(range(first // 2, (first + len(indices)) // 2))
+            signs = torch.tensor([[self.sigma], [-self.sigma]], dtype=center.dtype)
+            return perturb(center, eps.unsqueeze(1), signs.to(center.device)).flatten(0, 1)
         pairs = sorted({index // 2 for index in indices})
         row_of = {pair: row for row, pair in enumerate(pairs)}
-        eps = noise.perturbations(
-            self.seed, self.generation, pairs, self.dim, dtype=self.center.dtype
-        )
+        eps = self.perturbations(pairs)
         rows = [row_of[index // 2] for index in indices]
         if rows != list(range(len(pairs))):
             eps = eps[rows]
-        scale = torch.tensor(
-            [self.sign(i) * self.sigma for i in indices], dtype=self.center.dtype
-        ).unsqueeze(1)
-        return perturb(self.center, eps.to(self.center.device), scale.to(self.center.device))
+        scale = torch.tensor([self.sign(i) * self.sigma for i in indices], dtype=center.dtype)
+        return perturb(center, eps, scale.unsqueeze(1).to(center.device))
+
+    def members(
+        self, indices: Sequence[int], chunk_elements: int = 1 << 22
+    ) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
+        """Yields ``(index, (tensor per selected parameter))`` for each member of ``indices``,
+        building the members a bounded batch at a time (``chunk_elements`` values: one
+        :meth:`stacked_parameters` and one unflatten per batch, not per member)."""
+        indices = list(indices)
+        per_chunk = max(1, chunk_elements // max(1, self.dim))
+        for start in range(0, len(indices), per_chunk):
+            chunk = indices[start : start + per_chunk]
+            pieces = self.unflatten(self.stacked_parameters(chunk)).values()
+            # unbind makes every member's views in one call per parameter, not one per member
+            yield from zip(chunk, zip(*(p.unbind(0) for p in pieces), strict=True), strict=True)
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Splits a flat vector (or a ``[B, dim]`` batch) into named tensors of the parameters'
@@ -131,21 +154,28 @@ class Population:
             >>> moved, torch.equal(net.weight.reshape(-1), pop.center)
             (True, True)
         """
-        targets = self._targets(net)
+        targets = self.parameter_targets(net)
         try:
-            self._copy(targets, self.parameters(index))
+            self.copy_into(targets, self.parameters(index))
             yield net
         finally:
-            self._copy(targets, self.center)
+            self.copy_into(targets, self.center)
 
-    def _targets(self, net: nn.Module) -> list[torch.Tensor]:
+    def load_center(self, net: nn.Module) -> None:
+        """Writes the center θ into ``net``'s selected parameters (in place)."""
+        self.copy_into(self.parameter_targets(net), self.center)
+
+    def parameter_targets(self, net: nn.Module) -> list[torch.Tensor]:
+        """``net``'s selected parameters, in the order of :attr:`names` (the tensors a member's
+        values are copied into)."""
         params = dict(net.named_parameters())
         missing = [n for n in self.names if n not in params]
         if missing:
             raise ValueError(f"the net has no parameter named {missing[0]!r}")
         return [params[n] for n in self.names]
 
-    def _copy(self, targets: list[torch.Tensor], flat: torch.Tensor) -> None:
+    def copy_into(self, targets: list[torch.Tensor], flat: torch.Tensor) -> None:
+        """Copies a flat vector (a member, or the center) into ``targets``, in place."""
         with torch.no_grad():
             for target, value in zip(targets, self.unflatten(flat).values(), strict=True):
                 target.copy_(value)

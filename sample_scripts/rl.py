@@ -24,11 +24,11 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
-from es_opt.checkpoint import load_checkpoint, save_checkpoint
 from es_opt.cli import run_main
 from es_opt.optim import Ligi, RangerLite
 from es_opt.rl import EpisodeReturn, EpisodeSamples, greedy_returns
+from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
+from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
 
 EVAL_SEEDS_START = 10**9  # training seeds are 63-bit hashes: these are never trained on
 
@@ -366,7 +366,7 @@ def train(args, objective, net, es, out: Path, seeds, target) -> None:
     )
     save_checkpoint(out / "policy.pt", es, config=config, extra={"solved": check.solved})
     try:
-        from es_opt.plot import plot_history
+        from es_opt.training.plot import plot_history
 
         plot_history(
             history, out / "curve.png", title=f"{args.env} (ES)", objective_names=["return"]

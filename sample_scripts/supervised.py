@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
-from es_opt.checkpoint import load_checkpoint
 from es_opt.cli import run_main
-from es_opt.datasets import load_digits, load_mnist
 from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
+from es_opt.supervised.datasets import load_digits, load_mnist
+from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
+from es_opt.training.checkpoint import load_checkpoint
 
 MILESTONE = 0.96  # the test accuracy whose first crossing is reported (and benchmarked)
 
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"test accuracy reached {MILESTONE:.0%} at generation {generation}, {seconds:.1f} s")
     print(f"L1 norm of the weights {L1Norm()(es.model, None):.1f}")
     try:
-        from es_opt.plot import plot_history
+        from es_opt.training.plot import plot_history
 
         plot_history(history, out / "curve.png", title="ES on raw accuracy", objective_names=names)
         print(f"learning curve: {out / 'curve.png'}")

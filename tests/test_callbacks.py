@@ -1,4 +1,4 @@
-"""es_opt.callbacks: what each callback reports, resumes, writes and stops on."""
+"""es_opt.training.callbacks: what each callback reports, resumes, writes and stops on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from es_opt import ESOptimizer, StepResult
-from es_opt.callbacks import (
+from es_opt.training.callbacks import (
     Callback,
     Checkpoint,
     CSVLogger,
@@ -18,7 +18,7 @@ from es_opt.callbacks import (
     ProgressBar,
     TensorBoardLogger,
 )
-from es_opt.checkpoint import load_checkpoint
+from es_opt.training.checkpoint import load_checkpoint
 from tests.conftest import Quadratic, make_mlp
 
 

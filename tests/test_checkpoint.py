@@ -1,4 +1,4 @@
-"""es_opt.checkpoint: contents, weights_only loading, exact resume, atomic writes, mismatches."""
+"""es_opt.training.checkpoint: contents, weights_only loading, exact resume, atomic writes."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-import es_opt.checkpoint as checkpoint_module
+import es_opt.training.checkpoint as checkpoint_module
 from es_opt import ESOptimizer, Model, Objective, SamplingStrategy
-from es_opt.callbacks import Checkpoint
-from es_opt.checkpoint import load_checkpoint, save_checkpoint
+from es_opt.training.callbacks import Checkpoint
+from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import Quadratic, assert_same_params, make_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,7 +212,7 @@ WRITER = textwrap.dedent(
     """
     import sys, torch
     from es_opt import ESOptimizer
-    from es_opt.checkpoint import save_checkpoint
+    from es_opt.training.checkpoint import save_checkpoint
     es = ESOptimizer(torch.nn.Linear(3, 1), objective_fn=lambda m, s: 0.0, n_samples=4)
     save_checkpoint(sys.argv[1], es, config={"version": 1})
     print("saved", flush=True)

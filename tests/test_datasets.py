@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from es_opt.datasets import MNIST_FILES, load_digits, load_mnist, read_idx, stratified_split
+from es_opt.supervised.datasets import (
+    MNIST_FILES,
+    load_digits,
+    load_mnist,
+    read_idx,
+    stratified_split,
+)
 
 
 def test_stratified_split_keeps_class_proportions_and_follows_the_seed():

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from es_opt import MissingExtraError, StepResult
-from es_opt.callbacks import ProgressBar, TensorBoardLogger
-from es_opt.plot import plot_history
 from es_opt.training import History
+from es_opt.training.callbacks import ProgressBar, TensorBoardLogger
+from es_opt.training.plot import plot_history
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_plot_without_matplotlib(monkeypatch):
     hide(monkeypatch, "matplotlib", "matplotlib.figure")
     with pytest.raises(
         MissingExtraError,
-        match=r'matplotlib is needed for es_opt.plot: pip install "es_opt\[plot\]"',
+        match=r'matplotlib is needed for es_opt.training.plot: pip install "es_opt\[plot\]"',
     ):
         plot_history(history, "curve.png")
 
@@ -68,7 +68,7 @@ FRESH = textwrap.dedent(
     for name in sys.argv[1:]:
         sys.modules[name] = None
     import torch
-    import es_opt, es_opt.callbacks, es_opt.checkpoint, es_opt.plot, es_opt.training
+    import es_opt, es_opt.training, es_opt.training.plot
     optional = ("matplotlib", "tensorboard", "ray", "gymnasium")  # torch itself imports tqdm
     messages = {"imported": [m for m in optional if sys.modules.get(m) is not None]}
     try:
@@ -111,13 +111,18 @@ def test_rl_and_ray_without_their_packages():
 def test_plot_command_line_without_matplotlib(tmp_path):
     csv_path = tmp_path / "run.csv"
     csv_path.write_text("generation,fitness_mean_0,fitness_max_0,fitness_min_0\n0,1,2,0\n")
-    code = "import sys; sys.modules['matplotlib'] = None; from es_opt.plot import main; main()"
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; "
+        "from es_opt.training.plot import main; main()"
+    )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     done = subprocess.run(
         [sys.executable, "-c", code, str(csv_path)], capture_output=True, text=True, env=env
     )
     assert done.returncode == 2
-    assert 'matplotlib is needed for es_opt.plot: pip install "es_opt[plot]"' in done.stderr
+    assert (
+        'matplotlib is needed for es_opt.training.plot: pip install "es_opt[plot]"' in done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 

@@ -189,7 +189,7 @@ CONSTRUCTOR_ERRORS = [
     (dict(sigma=-1.0), ValueError, "sigma must be a finite number > 0, got -1.0"),
     (dict(sigma=float("nan")), ValueError, "sigma must be a finite number > 0, got nan"),
     (dict(sigma=float("inf")), ValueError, "sigma must be a finite number > 0, got inf"),
-    (dict(sigma="0.1"), TypeError, "sigma must be a positive float"),
+    (dict(sigma="0.1"), TypeError, "sigma must be a finite number > 0, got str '0.1'"),
     (dict(n_samples=7), ValueError, "n_samples must be an even int >= 2.*got 7"),
     (dict(n_samples=0), ValueError, "n_samples must be an even int >= 2.*got 0"),
     (dict(n_samples=10.0), TypeError, "n_samples must be an even int >= 2, got float"),
@@ -200,7 +200,10 @@ CONSTRUCTOR_ERRORS = [
     (dict(optimizer=_other_optimizer()), ValueError, "does not hold the model's parameter '0.w"),
     (dict(shaping="softmax"), ValueError, "shaping must be one of"),
     (dict(backend="mpi"), ValueError, "backend must be one of"),
-    (dict(seed=-1), ValueError, "seed must be a non-negative int, got -1"),
+    (dict(seed=-1), ValueError, "seed must be an int >= 0, got -1"),
+    (dict(seed=1.5), TypeError, "seed must be an int >= 0, got float 1.5"),
+    (dict(optimizer=torch.optim.SGD), TypeError, "got the class torch.optim.sgd.SGD: build it"),
+    (dict(optimizer="adam"), TypeError, "optimizer must be a torch.optim.Optimizer, got str"),
     (dict(n_worker=2), TypeError, r"unexpected keyword argument\(s\) \['n_worker'\]"),
 ]
 
@@ -305,3 +308,57 @@ def test_closed_optimizer_refuses_to_step_and_close_twice_is_harmless():
     es.close()
     with pytest.raises(RuntimeError, match="closed"):
         es.gradient_step()
+
+
+# -- guards of the ask/tell path and of the inner optimizer's step ------------------------------
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_tell_refuses_non_finite_fitness_and_changes_nothing(bad):
+    net = make_mlp()
+    es = make_es(net, n_samples=6)
+    es.gradient_step()
+    params = trainable_state(net)
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    population = es.ask()
+    fitness = torch.arange(6.0)
+    fitness[3] = bad
+    with pytest.raises(ValueError, match=rf"non-finite value \({bad}\) for evaluation 3"):
+        es.tell(fitness)
+    assert es.generation == 1
+    assert_same_params(net, params)
+    assert all(torch.equal(p.grad, grads[n]) for n, p in net.named_parameters())
+    # the population is still pending: a corrected fitness completes the step
+    fitness[3] = 3.0
+    assert es.tell(fitness).generation == population.generation == 1
+
+
+class FailingStep(torch.optim.SGD):
+    def step(self, closure=None):
+        raise RuntimeError("the inner optimizer failed")
+
+
+def test_an_inner_optimizer_that_raises_leaves_every_grad_as_it_was():
+    net = make_mlp()
+    es = make_es(net, optimizer=FailingStep(net.parameters(), lr=0.1))
+    marker = {n: torch.full_like(p, 7.0) for n, p in net.named_parameters()}
+    for name, param in net.named_parameters():
+        param.grad = marker[name].clone()
+    params = trainable_state(net)
+    with pytest.raises(RuntimeError, match="the inner optimizer failed"):
+        es.gradient_step()
+    assert es.generation == 0
+    assert_same_params(net, params)
+    assert all(torch.equal(p.grad, marker[n]) for n, p in net.named_parameters())
+
+
+def test_state_is_one_object_and_round_trips_through_state_dict():
+    es = make_es(n_samples=8, shaping="z_score", obj_weights=[2.0])
+    es.gradient_step()
+    saved = es.state_dict()
+    other = make_es(n_samples=4)
+    other.load_state_dict(saved)
+    assert other.state == es.state and other.shaping_name == "z_score"
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0, got -1"):
+        other.load_state_dict({**saved, "sigma": -1.0, "generation": 99})
+    assert other.state == es.state  # nothing changed by the refused load
+    with pytest.raises(ValueError, match="n_samples must be an even int >= 2, got 3"):
+        es.n_samples = 3

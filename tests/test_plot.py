@@ -1,4 +1,4 @@
-"""es_opt.plot: learning curves from a History or a CSV log, and the command line."""
+"""es_opt.training.plot: learning curves from a History or a CSV log, and the command line."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from es_opt import ESOptimizer
-from es_opt.callbacks import CSVLogger
-from es_opt.plot import main, plot_history, read_csv
 from es_opt.training import History
+from es_opt.training.callbacks import CSVLogger
+from es_opt.training.plot import main, plot_history, read_csv
 from tests.conftest import Quadratic, make_mlp
 
 pytest.importorskip("matplotlib")
@@ -124,7 +124,10 @@ def test_plot_errors_name_the_problem(run, tmp_path):
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(
-        [sys.executable, "-m", "es_opt.plot", *args], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "es_opt.training.plot", *args],
+        capture_output=True,
+        text=True,
+        env=env,
     )
 
 

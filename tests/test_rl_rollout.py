@@ -122,7 +122,7 @@ def test_policy_of_the_objective_plays_like_the_training_rollout():
 
 
 def test_reward_shift_adds_per_step_in_both_paths_and_not_in_greedy_evaluation():
-    from es_opt.functional import StackedModel
+    from es_opt.evaluators.stacked import StackedModel
     from es_opt.rl import greedy_returns
 
     net = _linear(3, 1, seed=2)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from es_opt import ESOptimizer
-from es_opt.functional import StackedModel
+from es_opt.evaluators.stacked import StackedModel
 from es_opt.rl import EpisodeReturn, EpisodeSamples, MaskedVectorEnv, stacked_forward
 
 

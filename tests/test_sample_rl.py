@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from es_opt.checkpoint import load_checkpoint
+from es_opt.training.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "sample_scripts" / "rl.py"
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from es_opt import ESOptimizer, Objective, Samples
-from es_opt.callbacks import Callback
 from es_opt.training import History, fit
+from es_opt.training.callbacks import Callback
 from tests.conftest import Quadratic, assert_same_params, make_mlp
 
 
@@ -176,14 +176,14 @@ def test_on_end_failure_of_one_callback_does_not_skip_the_others():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(generations=-1), ValueError, "generations must be a non-negative int, got -1"),
-        (dict(generations="10"), ValueError, "generations must be a non-negative int, got '10'"),
-        (dict(generations=True), ValueError, "generations must be a non-negative int, got True"),
+        (dict(generations=-1), ValueError, "generations must be an int >= 0, got -1"),
+        (dict(generations="10"), TypeError, "generations must be an int >= 0, got str '10'"),
+        (dict(generations=True), TypeError, "generations must be an int >= 0, got bool True"),
         (dict(samples_fn=Target(0.0)), TypeError, "samples_fn must be a callable generation"),
         (
             dict(callbacks=[print]),
             TypeError,
-            r"callbacks\[0\] must be an es_opt.callbacks.Callback",
+            r"callbacks\[0\] must be an es_opt.Callback",
         ),
         (dict(callbacks=3), TypeError, "callbacks must be a list of Callback objects, got 3"),
         (dict(stop_when=5), TypeError, "stop_when must be a callable result -> bool, got 5"),

@@ -11,15 +11,14 @@ from torch import nn
 import es_opt
 from es_opt import EvaluationError, Model, Objective, SamplingStrategy
 from es_opt.evaluators import evaluate_indices
-from es_opt.functional import StackedModel, VectorizationError
-from es_opt.vectorized import (
+from es_opt.evaluators.batched import (
     AUTO_MAX_BATCH,
     DEFAULT_MEMORY_BUDGET,
     batch_grid,
-    check_population_fitness,
     is_vectorized,
     resolve_max_batch,
 )
+from es_opt.evaluators.stacked import StackedModel, VectorizationError
 from tests.conftest import assert_same_params, trainable_state
 
 W3 = (1.0, 0.5, 0.25)  # weights of OutputSummary's three values
@@ -119,7 +118,7 @@ def test_member_fitness_does_not_depend_on_its_batch(hidden):
     # own output counted too), so the activation budget splits a call into blocks of members
     stacked = StackedModel(model, population, range(200))
     per_member = 300 * (2 * hidden + 20)
-    expected = es_opt.functional.ACTIVATION_BUDGET // per_member
+    expected = es_opt.evaluators.stacked.ACTIVATION_BUDGET // per_member
     assert 1 < expected < 200 and stacked._members_per_call(inputs, (0, None)) == expected
     for name, (objective, indices) in splits.items():
         rows, _ = evaluate_indices(model, objective, population, None, indices)
@@ -200,21 +199,6 @@ def test_dispatch_follows_evaluate_population_and_vectorize():
     es = es_opt.ESOptimizer(net, objective_fn=objective, n_samples=4, obj_weights=W3)
     es.gradient_step()
     assert objective.batches == []  # __call__ was used
-
-
-def test_check_population_fitness_names_the_evaluation():
-    rows = check_population_fitness(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), [10, 11])
-    assert [r.tolist() for r in rows] == [[1.0, 2.0], [3.0, 4.0]]
-    assert rows[0].dtype == torch.float64
-    with pytest.raises(ValueError, match=r"non-finite value \(nan\) for evaluation 11 \(row 1"):
-        check_population_fitness(torch.tensor([1.0, float("nan")]), [10, 11])
-    with pytest.raises(ValueError, match=r"returned shape \(3, 1\) for 2 members .*10\.\.11"):
-        check_population_fitness(torch.zeros(3, 1), [10, 11])
-    with pytest.raises(TypeError, match="dtype torch.bool"):
-        check_population_fitness(torch.tensor([True, False]), [0, 1])
-    with pytest.raises(TypeError, match="got NoneType"):
-        check_population_fitness(None, [0, 1])
-    assert check_population_fitness([0.5, 1.5], [0, 1])[1].tolist() == [1.5]
 
 
 class Faulty(OutputSummary):
@@ -381,7 +365,7 @@ def test_direct_mlp_path_equals_vmap_for_every_strategy_and_budget(strategy, mon
             got = stacked(inputs, per_member=in_dims[1] == 0)
             torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
             # a tiny activation budget splits the call: same rows
-            monkeypatch.setattr(es_opt.functional, "ACTIVATION_BUDGET", 8 * 100)
+            monkeypatch.setattr(es_opt.evaluators.stacked, "ACTIVATION_BUDGET", 8 * 100)
             assert torch.equal(stacked(inputs, per_member=in_dims[1] == 0), got)
             monkeypatch.undo()
     with pytest.raises(ValueError, match=r"one batch per member \(10\), got shape \(3, 8, 6\)"):
@@ -389,13 +373,11 @@ def test_direct_mlp_path_equals_vmap_for_every_strategy_and_budget(strategy, mon
 
 
 def test_stacked_parameters_are_the_population_members_bit_for_bit():
-    from es_opt.functional import _stacked_parameters
-
     es = es_opt.ESOptimizer(nn.Linear(7, 5), objective_fn=lambda m, s: 0.0, n_samples=12)
     population = es.ask()
     for indices in ([0, 1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [1, 2], [3, 2, 5], [6], [2, 3, 6, 7]):
         expected = torch.stack([population.parameters(i) for i in indices])
-        assert torch.equal(_stacked_parameters(population, list(indices)), expected), indices
+        assert torch.equal(population.stacked_parameters(list(indices)), expected), indices
 
 
 @pytest.mark.parametrize(
@@ -411,6 +393,6 @@ def test_direct_path_splits_calls_like_the_measured_activation_count(net):
     es = es_opt.ESOptimizer(net, objective_fn=lambda m, s: 0.0, n_samples=40)
     stacked = StackedModel(es.model, es.ask(), range(40))
     inputs = torch.randn(20000, 5)
-    analytic = es_opt.functional.ACTIVATION_BUDGET // (20000 * sum(stacked._plan.widths))
+    analytic = es_opt.evaluators.stacked.ACTIVATION_BUDGET // (20000 * sum(stacked._plan.widths))
     assert 1 < analytic < 40  # the budget does split this call
     assert stacked._members_per_call(inputs, (0, None)) == analytic  # the hook-based count

@@ -21,15 +21,15 @@ Example:
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..errors import EvaluationError
-from ..objective import as_fitness_row
-from ..vectorized import evaluate_population_indices, is_vectorized
+from ..fitness import as_fitness_row, stack_rows
+from .batched import evaluate_population_indices, is_vectorized
 
 if TYPE_CHECKING:
     from ..model import Model
@@ -80,7 +80,7 @@ def evaluate_indices(
     Parameters are restored to the center afterwards, and buffers (e.g. BatchNorm running
     statistics) after every evaluation, so that each evaluation sees the same net whatever ran
     before it. Objectives that define ``evaluate_population`` are evaluated a batch of members
-    per call instead (:mod:`es_opt.vectorized`).
+    per call instead (:mod:`es_opt.evaluators.batched`).
     """
     if is_vectorized(objective):  # the objective evaluates a batch of members per call
         return evaluate_population_indices(model, objective, population, samples, indices)
@@ -91,11 +91,11 @@ def evaluate_indices(
         return rows, stats
     net = model.net
     buffers = [(b, b.detach().clone()) for b in net.buffers()]
-    targets = population._targets(net)
+    targets = population.parameter_targets(net)
     collect = getattr(objective, "collect_stats", None)
     try:
         with torch.no_grad():
-            for index, pieces in _members(population, indices):
+            for index, pieces in population.members(indices):
                 for target, piece in zip(targets, pieces, strict=True):
                     target.copy_(piece)
                 try:
@@ -113,31 +113,5 @@ def evaluate_indices(
                 rows.append(as_fitness_row(value, index=index))
                 stats.append(collect() if collect is not None else None)
     finally:
-        population._copy(targets, population.center)
+        population.copy_into(targets, population.center)
     return rows, stats
-
-
-def _members(
-    population: Population, indices: Sequence[int], chunk_elements: int = 1 << 22
-) -> Iterator[tuple[int, list[torch.Tensor]]]:
-    """Yields ``(index, [tensor per selected parameter])`` for each member, building the members'
-    parameters a bounded batch at a time (one unflatten per batch, not per member)."""
-    per_chunk = max(1, chunk_elements // max(1, population.dim))
-    for start in range(0, len(indices), per_chunk):
-        chunk = indices[start : start + per_chunk]
-        pieces = list(population.unflatten(population.stacked_parameters(chunk)).values())
-        # unbind makes every member's views in one call per parameter, not one per member
-        yield from zip(chunk, zip(*(piece.unbind(0) for piece in pieces), strict=True), strict=True)
-
-
-def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Stacks fitness rows into ``[n_evals, n_objectives]``; a varying number of values is an error
-    that names the first evaluation that differs."""
-    width = rows[0].numel()
-    for index, row in enumerate(rows):
-        if row.numel() != width:
-            raise ValueError(
-                f"the objective returned {row.numel()} values at evaluation {index} but {width} "
-                "at evaluation 0: it must return the same number of values every time"
-            )
-    return torch.stack(list(rows))

@@ -15,10 +15,11 @@ require("gymnasium", "rl", "es_opt.rl")
 
 from .envs import check_observation_space, make_env  # noqa: E402
 from .normalization import ObservationNormalizer, ObservationStats  # noqa: E402
+from .objective import EpisodeReturn, greedy_returns  # noqa: E402
 from .policy import ActionMap, Policy  # noqa: E402
-from .rollout import EpisodeReturn, greedy_returns  # noqa: E402
+from .rollout import Rollouts, play, stacked_forward  # noqa: E402
 from .samples import EpisodeSamples  # noqa: E402
-from .vector import MaskedVectorEnv, play, stacked_forward  # noqa: E402
+from .vector import MaskedVectorEnv  # noqa: E402
 
 __all__ = [
     "ActionMap",
@@ -27,6 +28,7 @@ __all__ = [
     "MaskedVectorEnv",
     "ObservationNormalizer",
     "ObservationStats",
+    "Rollouts",
     "Policy",
     "check_observation_space",
     "greedy_returns",

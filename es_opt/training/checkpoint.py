@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from .optimizer import ESOptimizer
+    from ..optimizer import ESOptimizer
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_architecture"]
 
@@ -74,7 +74,7 @@ def save_checkpoint(
         TypeError: something in the checkpoint would not load with ``weights_only=True`` (a NumPy
             array, a function, an arbitrary object); the message names where it is.
     """
-    from . import __version__
+    from .. import __version__
 
     payload = {
         "format": FORMAT,
@@ -83,8 +83,8 @@ def save_checkpoint(
         "optimizer_class": type(es.optimizer).__name__,
         "net": es.model.net.state_dict(),
         "es": es.state_dict(),
-        "config": _plain_config(config),
-        "extra": _plain_config(extra, name="extra"),
+        "config": plain_config(config),
+        "extra": plain_config(extra, name="extra"),
     }
     for key in ("net", "es"):
         _check_loadable(payload[key], key)
@@ -114,7 +114,7 @@ def load_checkpoint(
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise ValueError(
             f"{str(path)!r} is not an es_opt checkpoint (write one with "
-            "es_opt.checkpoint.save_checkpoint)"
+            "es_opt.training.save_checkpoint)"
         )
     if es is not None:
         _restore(es, checkpoint, path)
@@ -214,7 +214,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _plain_config(config: Any, name: str = "config") -> dict[str, Any]:
+def plain_config(config: Any, name: str = "config") -> dict[str, Any]:
     """``config`` as a dict of plain values that ``torch.load(weights_only=True)`` accepts."""
     if config is None:
         return {}

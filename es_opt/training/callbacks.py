@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .errors import MissingExtraError, require
-from .result import StepResult
+from ..errors import MissingExtraError, require
+from ..history import History
+from ..loop import Callback
+from ..result import StepResult
 
 if TYPE_CHECKING:
-    from .optimizer import ESOptimizer
-    from .training import History
+    from ..optimizer import ESOptimizer
 
 __all__ = [
     "Callback",
@@ -38,27 +39,6 @@ __all__ = [
 ]
 
 ExtraFn = Callable[[StepResult], dict[str, Any]]
-
-
-class Callback:
-    """Base class: override the hooks you need; the defaults do nothing.
-
-    Example:
-        >>> class PrintBest(Callback):
-        ...     def on_step(self, es, result):
-        ...         print(result.generation, max(result.fitness_max))
-        ...         return result.fitness_max[0] >= 500  # True stops the run
-    """
-
-    def on_start(self, es: ESOptimizer, generations: int) -> None:
-        """Before the first step; ``generations`` is how many steps the run may take."""
-
-    def on_step(self, es: ESOptimizer, result: StepResult) -> bool | None:
-        """After every step; return ``True`` to stop the run."""
-        return None
-
-    def on_end(self, es: ESOptimizer, history: History) -> None:
-        """Once at the end, also when a step raised (``history.exception`` is then set)."""
 
 
 def _check_extra(extra: Any) -> ExtraFn | None:
@@ -279,7 +259,7 @@ class TensorBoardLogger(Callback):
 
 
 class Checkpoint(Callback):
-    """Saves a checkpoint (:func:`es_opt.checkpoint.save_checkpoint`) every ``every`` generations
+    """Saves a checkpoint (:func:`es_opt.training.save_checkpoint`) every ``every`` generations
     and when the run ends normally; each write is atomic, so a run killed while writing leaves the
     previous checkpoint intact.
 
@@ -295,7 +275,7 @@ class Checkpoint(Callback):
     Example:
         >>> cb = Checkpoint("runs/cartpole.pt", every=10, config={"lr": 0.01})  # doctest: +SKIP
         >>> es.fit(samples_fn, generations=100, callbacks=[cb])  # doctest: +SKIP
-        >>> es_opt.checkpoint.load_checkpoint("runs/cartpole.pt", es)  # doctest: +SKIP
+        >>> es_opt.training.checkpoint.load_checkpoint("runs/cartpole.pt", es)  # doctest: +SKIP
     """
 
     def __init__(self, path: str | os.PathLike[str], every: int | None = None, config: Any = None):
@@ -305,11 +285,11 @@ class Checkpoint(Callback):
             not isinstance(every, numbers.Integral) or isinstance(every, bool) or every < 1
         ):
             raise ValueError(f"every must be a positive int or None, got {every!r}")
-        from .checkpoint import _plain_config
+        from .checkpoint import plain_config
 
         self.path = Path(path)
         self.every = every
-        self.config = _plain_config(config)
+        self.config = plain_config(config)
         self.saved_generations: list[int] = []
 
     def save(self, es: ESOptimizer) -> None:

@@ -1,5 +1,5 @@
 """Ready-made objectives for classification, each with a one-at-a-time ``__call__`` and a
-vectorised ``evaluate_population`` (see :mod:`es_opt.vectorized`).
+vectorised ``evaluate_population`` (see :mod:`es_opt.evaluators.batched`).
 
 - :class:`ClassificationSamples`: ``(inputs, targets)``, with seeded minibatches.
 - :class:`Accuracy`: the fraction of correct argmax predictions. Piecewise constant, so it has no
@@ -19,11 +19,12 @@ from typing import Any
 
 import torch
 
-from .functional import StackedModel
-from .model import Model
-from .noise import SAMPLES_STREAM, derive_seed
-from .objective import Objective, Samples, as_fitness_row
-from .vectorized import is_vectorized
+from ..evaluators.batched import is_vectorized
+from ..evaluators.stacked import StackedModel
+from ..fitness import as_fitness_row
+from ..model import Model
+from ..noise import SAMPLES_STREAM, derive_seed
+from ..objective import Objective, Samples
 
 __all__ = ["Accuracy", "ClassificationSamples", "L1Norm", "MultiObjective", "NegativeCrossEntropy"]
 

@@ -6,7 +6,7 @@ Needs the ``plot`` extra (``pip install "es_opt[plot]"``).
 
 From the command line::
 
-    python -m es_opt.plot runs/cartpole.csv -o curve.png --title "CartPole-v1"
+    python -m es_opt.training.plot runs/cartpole.csv -o curve.png --title "CartPole-v1"
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import require
-from .training import History
+from ..errors import require
+from ..history import History
 
 __all__ = ["plot_history", "read_csv", "main"]
 
 
 def read_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Reads a :class:`~es_opt.callbacks.CSVLogger` file into ``{column: float64 array}``
+    """Reads a :class:`~es_opt.training.callbacks.CSVLogger` file into ``{column: float64 array}``
     (non-numeric columns such as ``layers`` are skipped).
 
     Raises:
@@ -46,7 +46,7 @@ def read_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         if needed not in header:
             raise ValueError(
                 f"{str(path)!r} has no {needed!r} column (columns: {header}); expected a file "
-                "written by es_opt.callbacks.CSVLogger"
+                "written by es_opt.training.callbacks.CSVLogger"
             )
     if not rows:
         raise ValueError(f"{str(path)!r} has a header but no rows: nothing to plot")
@@ -98,7 +98,7 @@ def plot_history(
     Example:
         >>> fig = plot_history("runs/cartpole.csv", "curve.png", title="CartPole")  # doctest: +SKIP
     """
-    require("matplotlib", "plot", "es_opt.plot")
+    require("matplotlib", "plot", "es_opt.training.plot")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -161,12 +161,13 @@ def _spans_decades(values: np.ndarray) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m es_opt.plot RUN.csv -o CURVE.png [--title T] [--objective-names a,b]``."""
+    """``python -m es_opt.training.plot RUN.csv -o CURVE.png [--title T]
+    [--objective-names a,b]``."""
     parser = argparse.ArgumentParser(
-        prog="python -m es_opt.plot",
+        prog="python -m es_opt.training.plot",
         description="Plot the learning curves of an es_opt run from its CSV log.",
     )
-    parser.add_argument("csv", help="the CSV file written by es_opt.callbacks.CSVLogger")
+    parser.add_argument("csv", help="the CSV file written by es_opt.training.callbacks.CSVLogger")
     parser.add_argument(
         "-o", "--output", help="the PNG to write (default: the CSV's name with .png)"
     )

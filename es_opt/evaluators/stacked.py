@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .model import Model
-from .population import Population, perturb
+from ..model import Model
+from ..population import Population
 
 __all__ = ["ACTIVATION_BUDGET", "StackedModel", "VectorizationError", "mlp_layers"]
 
@@ -191,7 +191,7 @@ class StackedModel:
         self.model = model
         self.population = population
         self.indices = list(indices)
-        self.stacked = population.unflatten(_stacked_parameters(population, self.indices))
+        self.stacked = population.unflatten(population.stacked_parameters(self.indices))
         net = model.net
         self.shared = {
             name: param.detach()
@@ -334,35 +334,6 @@ class StackedModel:
             for handle in handles:
                 handle.remove()
         return None  # it did not fail a second time: nothing certain to report
-
-
-def _stacked_parameters(population: Population, indices: list[int]) -> torch.Tensor:
-    """``population.stacked_parameters(indices)`` bit for bit, drawing each pair's ε once: the
-    two members of a pair share it, and drawing noise dominates small batched evaluations."""
-    for index in indices:
-        if not 0 <= index < population.n_evals:
-            raise IndexError(
-                f"evaluation index {index} out of range for {population.n_evals} evaluations"
-            )
-    center = population.center
-    first = indices[0] if indices else 0
-    if (
-        first % 2 == 0
-        and len(indices) % 2 == 0
-        and indices == list(range(first, first + len(indices)))
-    ):
-        # whole pairs in order (the usual batch): both signs in one broadcast, no gathered copy of
-        # ε; the same two element-wise operations as perturb(), so the same bits
-        eps = population.perturbations(range(first // 2, (first + len(indices)) // 2))
-        signs = torch.tensor([[population.sigma], [-population.sigma]], dtype=center.dtype)
-        return perturb(center, eps.unsqueeze(1), signs.to(center.device)).flatten(0, 1)
-    pairs = sorted({index // 2 for index in indices})
-    row_of = {pair: row for row, pair in enumerate(pairs)}
-    eps = population.perturbations(pairs)[[row_of[index // 2] for index in indices]]
-    scale = torch.tensor(
-        [population.sign(i) * population.sigma for i in indices], dtype=center.dtype
-    ).unsqueeze(1)
-    return perturb(center, eps, scale.to(center.device))
 
 
 def _push(running: list, name: str, module: nn.Module):

@@ -1,8 +1,8 @@
 """The vectorised evaluation path: a population evaluated a batch of members at a time.
 
 An objective opts in by defining ``evaluate_population(population, samples)``, where
-``population`` is a :class:`~es_opt.functional.StackedModel` holding a batch of members (call it
-on inputs to get ``[B, N, ...]`` outputs; ``len(population)``; ``population.indices``), and
+``population`` is a :class:`~es_opt.evaluators.stacked.StackedModel` holding a batch of members
+(call it on inputs to get ``[B, N, ...]`` outputs; ``len(population)``; ``population.indices``), and
 returning a ``[B, n_objectives]`` tensor (or ``[B]`` for one objective). Every evaluator uses this
 path automatically through :func:`~es_opt.evaluators.evaluate_indices`: in the main process for
 ``serial``, inside each worker for the parallel backends.
@@ -34,26 +34,25 @@ Example:
 
 from __future__ import annotations
 
-import math
 import numbers
 import traceback
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .errors import EvaluationError
-from .functional import StackedModel, VectorizationError
+from ..errors import EvaluationError
+from ..fitness import check_population_fitness
+from .stacked import StackedModel, VectorizationError
 
 if TYPE_CHECKING:
-    from .model import Model
-    from .population import Population
+    from ..model import Model
+    from ..population import Population
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "VectorizationError",
     "batch_grid",
-    "check_population_fitness",
     "evaluate_population_indices",
     "is_vectorized",
     "resolve_max_batch",
@@ -127,50 +126,6 @@ def batch_grid(indices: Iterable[int], max_batch: int) -> Iterator[list[int]]:
         chunk.append(index)
     if chunk:
         yield chunk
-
-
-def check_population_fitness(values: Any, indices: Sequence[int]) -> list[torch.Tensor]:
-    """Validates what ``evaluate_population`` returned for the members ``indices`` and returns one
-    float64 row per member; errors name the evaluation index, like
-    :func:`~es_opt.objective.as_fitness_row`.
-
-    Example:
-        >>> [row.tolist() for row in check_population_fitness(torch.tensor([1.0, 2.0]), [6, 7])]
-        [[1.0], [2.0]]
-    """
-    where = "objective.evaluate_population"
-    if not isinstance(values, torch.Tensor):
-        if isinstance(values, (str, bytes)) or values is None:
-            raise TypeError(
-                f"{where} must return a [B, n_objectives] tensor, got {type(values).__name__}"
-            )
-        try:
-            values = torch.as_tensor(values)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"{where} must return a [B, n_objectives] tensor, got {type(values).__name__}"
-            ) from None
-    if values.dtype == torch.bool or values.is_complex():
-        raise TypeError(f"{where} returned a tensor of dtype {values.dtype}; need real numbers")
-    values = values.detach().to("cpu", torch.float64)
-    n = len(indices)
-    if values.dim() == 1:
-        values = values.unsqueeze(1)
-    if values.dim() != 2 or values.shape[0] != n or values.shape[1] == 0:
-        raise ValueError(
-            f"{where} returned shape {tuple(values.shape)} for {n} members (evaluations "
-            f"{indices[0]}..{indices[-1]}); it must return [{n}, n_objectives] (or [{n}])"
-        )
-    finite = torch.isfinite(values).all(dim=1)
-    if not bool(finite.all()):
-        row = int((~finite).nonzero()[0])
-        bad = [v for v in values[row].tolist() if not math.isfinite(v)][0]
-        raise ValueError(
-            f"{where} returned a non-finite value ({bad}) for evaluation {indices[row]} (row {row} "
-            "of the batch): fitness must be finite; clip or replace NaN/inf scores inside the "
-            "objective"
-        )
-    return list(values.unbind(0))
 
 
 def evaluate_population_indices(

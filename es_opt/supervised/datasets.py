@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import require
-from .noise import SAMPLES_STREAM, derive_seed
-from .supervised import ClassificationSamples
+from ..errors import require
+from ..noise import SAMPLES_STREAM, derive_seed
+from .objectives import ClassificationSamples
 
 __all__ = ["MNIST_FILES", "load_digits", "load_mnist", "read_idx", "stratified_split"]
 

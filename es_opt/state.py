@@ -1,0 +1,74 @@
+"""``ESState``: everything of an :class:`~es_opt.ESOptimizer` run that shapes future steps besides
+the inner optimizer's and the objective's own state, as one explicit, validated object.
+
+``ESOptimizer.state_dict()`` is this object's :meth:`ESState.as_dict` plus the inner optimizer's
+``state_dict()``, the objective's and the layer-sampling strategy; loading goes through
+:meth:`ESState.from_dict`, which validates every field before anything is replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from ._arguments import check_n_samples, check_seed, check_sigma, check_weights
+
+__all__ = ["ESState"]
+
+REQUIRED = ("generation", "seed", "sigma", "n_samples")
+
+
+@dataclass(frozen=True)
+class ESState:
+    """The run's counters and hyperparameters.
+
+    Attributes:
+        generation: steps completed so far (the next step's generation number).
+        seed: the run's seed; every random draw derives from it.
+        sigma: standard deviation of the perturbations.
+        n_samples: evaluations per step (``n_samples / 2`` antithetic pairs).
+        obj_weights: one weight per objective.
+        shaping: the shaping's name (``"centered_ranks"``, ``"top_pairs(4)"``, a function's name).
+        n_objectives: values per evaluation seen so far (``None`` before the first step).
+
+    Example:
+        >>> state = ESState(generation=3, seed=0, sigma=0.1, n_samples=8, obj_weights=(1.0,),
+        ...                 shaping="centered_ranks")
+        >>> ESState.from_dict(state.as_dict(), state) == state
+        True
+    """
+
+    generation: int
+    seed: int
+    sigma: float
+    n_samples: int
+    obj_weights: tuple[float, ...]
+    shaping: str
+    n_objectives: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values only (loadable with ``torch.load(weights_only=True)``)."""
+        out = asdict(self)
+        out["obj_weights"] = list(self.obj_weights)
+        return out
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any], current: ESState) -> ESState:
+        """The state saved in ``state`` (keys missing from an older file keep ``current``'s
+        values, except the required ones), validated as the constructor validates arguments."""
+        missing = [key for key in REQUIRED if key not in state]
+        if missing:
+            raise KeyError(f"ESOptimizer state_dict lacks {sorted(missing)}")
+        generation = state["generation"]
+        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
+            raise ValueError(f"generation must be an int >= 0, got {generation!r}")
+        return replace(
+            current,
+            generation=int(generation),
+            seed=check_seed(state["seed"]),
+            sigma=check_sigma(state["sigma"]),
+            n_samples=check_n_samples(state["n_samples"]),
+            obj_weights=check_weights(state.get("obj_weights", current.obj_weights)),
+            shaping=state.get("shaping", current.shaping),
+            n_objectives=state.get("n_objectives"),
+        )

@@ -1,0 +1,27 @@
+"""The shell around the ES step: the training loop with its callbacks (progress bar, CSV and
+TensorBoard loggers, checkpoints, early stopping), checkpoint files and learning-curve plots.
+
+``fit``, ``History`` and ``Callback`` live in the core (:mod:`es_opt.loop`, :mod:`es_opt.history`)
+because :meth:`ESOptimizer.fit <es_opt.ESOptimizer.fit>` calls them; they are re-exported here
+beside the callbacks. Importing this package imports no optional dependency: tqdm, TensorBoard and
+matplotlib are imported by the callback or function that uses them.
+"""
+
+from ..history import History
+from ..loop import Callback, fit
+from .callbacks import Checkpoint, CSVLogger, EarlyStopping, ProgressBar, TensorBoardLogger
+from .checkpoint import check_architecture, load_checkpoint, save_checkpoint
+
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "History",
+    "ProgressBar",
+    "TensorBoardLogger",
+    "check_architecture",
+    "fit",
+    "load_checkpoint",
+    "save_checkpoint",
+]
