@@ -101,6 +101,51 @@ def test_objective_error_carries_traceback_and_index_and_changes_nothing(tmp_pat
     es.close()
 
 
+class FailsAt(Regression):
+    """Raises at the members whose parameters are in ``triggers``; at the first one only after a
+    pause, so that with several workers a higher index's error reaches the main process first."""
+
+    def __init__(self):
+        super().__init__()
+        self.triggers: list[torch.Tensor] = []
+
+    def __call__(self, model, samples):
+        flat = torch.cat([p.detach().reshape(-1) for p in model.net.parameters()])
+        for rank, trigger in enumerate(self.triggers):
+            if torch.equal(flat, trigger):
+                if rank == 0:
+                    time.sleep(0.5)
+                raise ArithmeticError(f"boom at trigger {rank}")
+        return super().__call__(model, samples)
+
+    def generation_state(self):
+        return (self.offset, self.triggers)
+
+    def set_generation_state(self, state):
+        self.offset, self.triggers = state
+
+
+def assert_the_lowest_index_is_reported(backend, **options):
+    """An objective failing at evaluations 3 and 9 reports 3, as the serial evaluator does."""
+    es = make_es(backend, objective=FailsAt(), **options)
+    population = es.ask()
+    es.objective_fn.triggers = [population.parameters(3).clone(), population.parameters(9).clone()]
+    before = snapshot(es)
+    with pytest.raises(EvaluationError, match="boom at trigger 0") as info:
+        es.gradient_step(batch(0))
+    assert info.value.index == 3
+    assert_untouched(es, before)
+    es.close()
+
+
+@pytest.mark.parametrize(
+    "backend, n_workers",
+    [("serial", None), ("multiprocess", 1), ("multiprocess", 2), ("multiprocess", 3)],
+)
+def test_the_error_of_the_lowest_index_is_reported_whatever_the_worker_count(backend, n_workers):
+    assert_the_lowest_index_is_reported(backend, n_workers=n_workers)
+
+
 def test_unusable_return_value_raises_like_serial(tmp_path):
     errors = []
     for backend, name in (("serial", "s"), ("multiprocess", "p")):

@@ -10,7 +10,13 @@ import torch
 
 from es_opt import EvaluationError
 
-from .test_evaluators_faults import Faulty, arm, assert_untouched, snapshot
+from .test_evaluators_faults import (
+    Faulty,
+    arm,
+    assert_the_lowest_index_is_reported,
+    assert_untouched,
+    snapshot,
+)
 from .test_evaluators_pool import batch, make_es, run
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
@@ -76,6 +82,10 @@ def test_objective_error_in_an_actor_changes_nothing(cluster, tmp_path):
     es.gradient_step(batch(1))
     assert es.generation == 2
     es.close()
+
+
+def test_the_error_of_the_lowest_index_is_reported(cluster):
+    assert_the_lowest_index_is_reported("ray", n_workers=2)
 
 
 def test_killed_actor_is_replaced_and_the_step_completes_identically(cluster, tmp_path, serial_run):
