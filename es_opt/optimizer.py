@@ -28,7 +28,7 @@ from ._arguments import (
     check_weights,
 )
 from .estimator import es_gradient
-from .evaluators import BACKENDS, Evaluator, make_evaluator
+from .evaluators import Evaluator, make_evaluator, resolve_backend
 from .fitness import check_fitness_matrix
 from .history import History
 from .loop import fit
@@ -73,10 +73,6 @@ class _StateField:
         es.state = replace(es.state, **{self.key: value})
 
 
-BACKEND_OPTIONS = ("ray_address", "max_retries", "eval_timeout", "worker_threads")
-"""Keyword arguments passed through to the backend (besides ``n_workers`` and ``devices``)."""
-
-
 class ESOptimizer:
     """Evolution-strategies optimizer for a :class:`~es_opt.Model` and an
     :class:`~es_opt.Objective` (maximised).
@@ -99,7 +95,10 @@ class ESOptimizer:
             ``Tensor[n] -> Tensor[n]``.
         backend: ``"serial"``, ``"multiprocess"``, ``"ray"`` or an
             :class:`~es_opt.evaluators.Evaluator`. By default ``"serial"``, or ``"multiprocess"``
-            when ``n_workers`` > 1 (as the ancestor's ``n_workers`` meant a process pool).
+            when ``n_workers`` > 1 or ``devices`` is given (as the ancestor's ``n_workers`` meant
+            a process pool); contradictions such as ``n_workers=2, backend="serial"`` and devices
+            this machine lacks are ``ValueError`` s here, at construction (the whole rule:
+            :func:`es_opt.evaluators.resolve_backend`).
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
             ``eval_timeout``, ``worker_threads``).
 
@@ -151,16 +150,8 @@ class ESOptimizer:
         obj_weights, seed = check_weights(obj_weights), check_seed(seed)
         shaping_name, self._shape = check_shaping(shaping)
         check_parameters(model)
-        if backend is None:  # the ancestor's n_workers=4 meant a process pool
-            backend = "serial" if n_workers in (None, 1) else "multiprocess"
-        if not isinstance(backend, Evaluator) and backend not in BACKENDS:
-            make_evaluator(backend)  # raises the ValueError listing the choices
-        unknown = sorted(set(backend_options) - set(BACKEND_OPTIONS))
-        if unknown:
-            raise TypeError(
-                f"ESOptimizer got unexpected keyword argument(s) {unknown}; backend options are "
-                f"{', '.join(BACKEND_OPTIONS)}"
-            )
+        # the ancestor's n_workers=4 meant a process pool; devices alone mean one per device
+        backend, backend_options = resolve_backend(backend, n_workers, devices, **backend_options)
         if optimizer is None:
             optimizer = default_optimizer(model.parameters())
         check_optimizer_holds(optimizer, model)
@@ -179,7 +170,7 @@ class ESOptimizer:
         self._ask_time = 0.0
         self._evaluator: Evaluator | None = None
         self._backend = backend
-        self._backend_options = dict(backend_options, n_workers=n_workers, devices=devices)
+        self._backend_options = backend_options
         self._closed = False
 
     # -- configuration -----------------------------------------------------------------------
