@@ -183,10 +183,11 @@ def main() -> None:
 
         import ray
 
-        from es_opt.evaluators.ray_backend import _loopback_only
+        from es_opt.evaluators.ray_backend import _loopback_only, _quiet_token_notice
 
         start = time.perf_counter()
-        with _loopback_only(ray):  # one private Ray for every run below, as the backend starts it
+        # one private Ray for every run below, started as the backend starts it
+        with _loopback_only(ray), _quiet_token_notice():
             ray.init(num_cpus=args.workers, include_dashboard=False, logging_level=logging.WARNING)
         print(f"Ray start-up (ray.init, {args.workers} CPUs): {time.perf_counter() - start:.1f} s")
 
