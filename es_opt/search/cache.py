@@ -41,6 +41,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; entries are shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -85,20 +85,33 @@ class TaskRun:
         self.batch_loss = batch_loss
         self.eval_loss = eval_loss
         self.steps_done = 0
+        self.failed = False
 
     def train(self, optimizer: torch.optim.Optimizer, n_steps: int) -> None:
-        """Run ``n_steps`` optimizer steps (stops early once the loss is not finite)."""
+        """Run ``n_steps`` optimizer steps. Stops for good once the loss is not finite or the
+        optimizer raises (a searched rule may compute a constant too large for float32): the run
+        has diverged and :meth:`loss` is ``inf``."""
         for _ in range(n_steps):
+            if self.failed:
+                return
             optimizer.zero_grad(set_to_none=True)
-            loss = self.batch_loss(self.steps_done)
+            with torch.enable_grad():  # callers such as ES evaluate under no_grad
+                loss = self.batch_loss(self.steps_done)
             self.steps_done += 1
             if not torch.isfinite(loss):
+                self.failed = True
                 return
-            loss.backward()
-            optimizer.step()
+            with torch.enable_grad():
+                loss.backward()
+            try:
+                optimizer.step()
+            except (RuntimeError, ValueError, OverflowError):
+                self.failed = True
 
     def loss(self) -> float:
-        """The evaluation loss now (``inf`` when not finite)."""
+        """The evaluation loss now (``inf`` when not finite or after a failure)."""
+        if self.failed:
+            return math.inf
         with torch.no_grad():
             value = float(self.eval_loss())
         return value if math.isfinite(value) else math.inf

@@ -1,0 +1,229 @@
+"""Optimizer-search measurements: searches under a wall-clock budget, baselines on the suite,
+the held-out task, early-stopping savings and fidelity, parallel speed-up.
+
+Each subcommand prints one JSON line (and writes it to ``--out`` if given)::
+
+    python benchmarks/optimizer_search.py evolution --start random --minutes 30 --out evo.json
+    python benchmarks/optimizer_search.py evolution --start lion --minutes 20
+    python benchmarks/optimizer_search.py family --minutes 25
+    python benchmarks/optimizer_search.py agent --minutes 10
+    python benchmarks/optimizer_search.py compare --rules evo.json family.json
+    python benchmarks/optimizer_search.py early-stopping --n-rules 40
+    python benchmarks/optimizer_search.py parallel --n-rules 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from es_opt.search import RULES, ProgramOptimizer, load_rule, parse_program
+from es_opt.search.evaluate import LRS, SuiteEvaluator, run_grid, tune
+from es_opt.search.evolution import RegularizedEvolution
+from es_opt.search.mutation import mutate, random_program
+from es_opt.search.parallel import Evaluations
+from es_opt.search.tasks import HELD_OUT, SUITE
+
+
+def adam_baselines(seed: int = 0) -> dict[str, float]:
+    adam = tune(lambda p, lr: torch.optim.Adam(p, lr=lr), SUITE, LRS, seed)
+    return {name: r.loss for name, r in adam.items()}
+
+
+def emit(result: dict, out: str | None) -> None:
+    line = json.dumps(result)
+    print(line, flush=True)
+    if out:
+        Path(out).write_text(line + "\n")
+
+
+def cmd_evolution(args: argparse.Namespace) -> None:
+    evaluator = SuiteEvaluator(adam_baselines(), early_stopping=args.early_stopping)
+    start = None if args.start == "random" else [load_rule(args.start)]
+    cache = args.cache or tempfile.mkdtemp(prefix="search-cache-")
+    t0 = time.monotonic()
+    with Evaluations(evaluator, cache, n_workers=args.workers) as evaluations:
+        evolution = RegularizedEvolution(
+            evaluations, population_size=args.population, sample_size=5, seed=args.seed, start=start
+        )
+        evolution.run(budget_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
+        elapsed = time.monotonic() - t0
+        program, reward = evolution.best()
+        emit(
+            {
+                "search": "evolution",
+                "start": args.start,
+                "seed": args.seed,
+                "minutes": elapsed / 60,
+                "workers": args.workers,
+                "evaluations": len(evolution.history),
+                "trained": evaluations.evaluated,
+                "cache_hit_rate": evaluations.hit_rate,
+                "evaluations_per_hour": len(evolution.history) / elapsed * 3600,
+                "best_reward": reward,
+                "best_rule": str(program),
+                "curve": [[h["evaluation"], h["best"]] for h in evolution.history],
+            },
+            args.out,
+        )
+
+
+def cmd_family(args: argparse.Namespace) -> None:
+    from es_opt.search.family import FamilySearch, family_program, family_values
+
+    evaluator = SuiteEvaluator(adam_baselines(), early_stopping=None)
+    search = FamilySearch(
+        evaluator, seed=args.seed, n_workers=args.workers, n_samples=args.n_samples
+    )
+    t0 = time.monotonic()
+    curve = []
+
+    def report(s: FamilySearch, record: dict) -> None:
+        if record["generation"] % 10 == 0:
+            curve.append([record["generation"], time.monotonic() - t0, s.center_reward()])
+            print(json.dumps({"progress": curve[-1], **record}), flush=True)
+
+    search.run(budget_seconds=args.minutes * 60, callback=report, checkpoint_path=args.checkpoint)
+    search.close()
+    final = search.center_reward()
+    emit(
+        {
+            "search": "family",
+            "seed": args.seed,
+            "minutes": (time.monotonic() - t0) / 60,
+            "generations": len(search.history),
+            "center_reward": final,
+            "values": family_values(search.phi),
+            "curve": curve,
+            "best_rule": str(family_program(search.phi)),
+            "lr": 10 ** float(search.phi[5]),
+        },
+        args.out,
+    )
+
+
+def score_table(make_optimizers: dict, tasks, seeds) -> dict:
+    table = {}
+    for name, make in make_optimizers.items():
+        table[name] = {}
+        for task in tasks:
+            losses = [run_grid(make, task, LRS, s, None)[0].loss for s in seeds]
+            table[name][task.name] = losses
+    return table
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    makers = {
+        "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+        "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+        "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr),
+    }
+    lion = load_rule("lion")
+    makers["lion"] = lambda p, lr, r=lion: ProgramOptimizer(p, r, lr=lr, foreach=True)
+    for path in args.rules:
+        found = json.loads(Path(path).read_text())
+        rule = parse_program(found["best_rule"])
+        label = f"{found['search']}:{found.get('start', '')}:{Path(path).stem}"
+        makers[label] = lambda p, lr, r=rule: ProgramOptimizer(p, r, lr=lr, foreach=True)
+    suite = score_table(makers, SUITE, [0])
+    held = score_table(makers, HELD_OUT, list(range(args.seeds)))
+    emit({"suite_seed0": suite, "held_out": held}, args.out)
+
+
+def cmd_early_stopping(args: argparse.Namespace) -> None:
+    baselines = adam_baselines()
+    rng = np.random.default_rng(args.seed)
+    rules = [load_rule(n) for n in RULES]
+    while len(rules) < args.n_rules:
+        parent = rules[int(rng.integers(len(RULES)))] if rng.random() < 0.7 else random_program(rng)
+        rules.append(mutate(parent, rng))
+    out = {}
+    rewards = {}
+    for mode in (None, "halving", "curve"):
+        evaluator = SuiteEvaluator(baselines, early_stopping=mode)
+        t0 = time.monotonic()
+        results = [evaluator(r) for r in rules]
+        rewards[mode] = [r.reward for r in results]
+        out[str(mode)] = {
+            "seconds": time.monotonic() - t0,
+            "steps": sum(r.steps_run for r in results),
+            "steps_full": sum(r.steps_full for r in results if r.status != "trivial"),
+        }
+    full = np.array(rewards[None])
+    for mode in ("halving", "curve"):
+        est = np.array(rewards[mode])
+        rank_full, rank_est = full.argsort().argsort(), est.argsort().argsort()
+        spearman = float(np.corrcoef(rank_full, rank_est)[0, 1])
+        top = int(np.argmax(est))
+        out[mode].update(
+            {
+                "spearman_vs_full": spearman,
+                "top1_regret": float(full.max() - full[top]),
+                "mean_abs_error": float(np.abs(full - est).mean()),
+            }
+        )
+    emit({"n_rules": len(rules), **out}, args.out)
+
+
+def cmd_parallel(args: argparse.Namespace) -> None:
+    evaluator = SuiteEvaluator(adam_baselines(), early_stopping="halving")
+    rng = np.random.default_rng(args.seed)
+    rules = [mutate(load_rule("lion"), rng) for _ in range(args.n_rules)]
+    rates = {}
+    for workers in (1, 2):
+        with Evaluations(evaluator, None, n_workers=workers) as evaluations:
+            evaluations([load_rule("sgd_momentum")])  # warm the workers up
+            t0 = time.monotonic()
+            evaluations(rules)
+            rates[workers] = args.n_rules / (time.monotonic() - t0) * 60
+    emit({"candidates_per_minute": rates, "speedup": rates[2] / rates[1]}, args.out)
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    evo = sub.add_parser("evolution")
+    evo.add_argument("--start", default="random", help="random or a shipped rule name")
+    evo.add_argument("--minutes", type=float, default=30.0)
+    evo.add_argument("--seed", type=int, default=0)
+    evo.add_argument("--workers", type=int, default=1)
+    evo.add_argument("--population", type=int, default=20)
+    evo.add_argument("--early-stopping", default="halving")
+    evo.add_argument("--cache", default=None)
+    evo.add_argument("--checkpoint", default=None)
+    fam = sub.add_parser("family")
+    fam.add_argument("--minutes", type=float, default=25.0)
+    fam.add_argument("--seed", type=int, default=0)
+    fam.add_argument("--workers", type=int, default=1)
+    fam.add_argument("--n-samples", type=int, default=8)
+    fam.add_argument("--checkpoint", default=None)
+    comp = sub.add_parser("compare")
+    comp.add_argument("--rules", nargs="*", default=[])
+    comp.add_argument("--seeds", type=int, default=5)
+    es = sub.add_parser("early-stopping")
+    es.add_argument("--n-rules", type=int, default=40)
+    es.add_argument("--seed", type=int, default=0)
+    par = sub.add_parser("parallel")
+    par.add_argument("--n-rules", type=int, default=16)
+    par.add_argument("--seed", type=int, default=0)
+    for p in (evo, fam, comp, es, par):
+        p.add_argument("--out", default=None)
+    args = parser.parse_args()
+    {
+        "evolution": cmd_evolution,
+        "family": cmd_family,
+        "compare": cmd_compare,
+        "early-stopping": cmd_early_stopping,
+        "parallel": cmd_parallel,
+    }[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
