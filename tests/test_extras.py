@@ -69,7 +69,7 @@ FRESH = textwrap.dedent(
         sys.modules[name] = None
     import torch
     import es_opt, es_opt.training, es_opt.training.plot
-    optional = ("matplotlib", "tensorboard", "ray", "gymnasium")  # torch itself imports tqdm
+    optional = ("matplotlib", "tensorboard", "ray", "gymnasium", "transformers")  # tqdm: torch
     messages = {"imported": [m for m in optional if sys.modules.get(m) is not None]}
     try:
         from es_opt.rl import EpisodeReturn
