@@ -163,3 +163,33 @@ def test_closure_is_passed_to_the_inner_optimizer():
     loss = opt.step(closure)
     assert loss.item() == pytest.approx(2.0)
     assert x.abs().max().item() < 1.0
+
+
+def test_built_through_optimizer_init_without_touching_the_inner_groups():
+    params = _params()
+    inner = torch.optim.SGD([{"params": params[:1]}, {"params": params[1:], "lr": 0.2}], lr=0.1)
+    groups, first = inner.param_groups, inner.param_groups[0]
+    opt = Lookahead(inner, sync_period=3, alpha=0.4)
+    assert inner.param_groups is groups and groups[0] is first and len(groups) == 2
+    assert [g["lr"] for g in groups] == [0.1, 0.2]
+    assert all((g["sync_period"], g["sync_alpha"]) == (3, 0.4) for g in groups)
+    assert opt.defaults == {"sync_period": 3, "sync_alpha": 0.4}
+    assert len(opt.state) == 0 and opt.state is not inner.state
+    extra = torch.zeros(2, requires_grad=True)
+    opt.add_param_group({"params": [extra], "sync_period": 2})
+    assert inner.param_groups[-1]["params"] == [extra] and len(inner.param_groups) == 3
+    assert (
+        inner.param_groups[-1]["sync_period"] == 2 and inner.param_groups[-1]["sync_alpha"] == 0.4
+    )
+    assert inner.param_groups[-1]["lr"] == 0.1  # the inner optimizer's defaults
+
+
+def test_a_bad_inner_group_is_refused_before_anything_changes():
+    params = _params()
+    inner = torch.optim.SGD(
+        [{"params": params[:1]}, {"params": params[1:], "sync_period": 0}], lr=0.1
+    )
+    groups = list(inner.param_groups)
+    with pytest.raises(ValueError, match="sync_period: 0"):
+        Lookahead(inner, sync_period=2)
+    assert inner.param_groups == groups and "sync_alpha" not in inner.param_groups[0]

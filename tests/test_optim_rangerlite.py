@@ -310,3 +310,63 @@ def test_step_never_reads_values_back(monkeypatch):
         opt.step()
     monkeypatch.undo()
     assert not torch.equal(params[0], before[0])
+
+
+def _old_format(state_dict):
+    """The state dict an es_opt version before the sync_period/alpha names wrote: the same but
+    with the groups' Lookahead options under the rangerlite names."""
+    old = {"state": state_dict["state"], "param_groups": []}
+    for group in state_dict["param_groups"]:
+        group = dict(group)
+        group["lookahead_steps"] = group.pop("sync_period")
+        group["lookahead_alpha"] = group.pop("sync_alpha")
+        old["param_groups"].append(group)
+    return old
+
+
+def test_loads_a_state_dict_with_the_rangerlite_option_names():
+    params = _params(shapes=[(6,), (3, 2)])
+    opt = RangerLite(params, lr=0.05, sync_period=4, alpha=0.3)
+    g = torch.Generator().manual_seed(11)
+    for _ in range(3):
+        _set_grads(g, params)
+        opt.step()
+    clones = _clone(params)
+    fresh = RangerLite(clones, lr=0.5)  # default period and alpha: the saved ones must win
+    fresh.load_state_dict(_save_load(_old_format(opt.state_dict())))
+    group = fresh.param_groups[0]
+    assert (group["sync_period"], group["sync_alpha"]) == (4, 0.3)
+    assert "lookahead_steps" not in group and "lookahead_alpha" not in group
+    assert set(fresh.state_dict()["param_groups"][0]) == set(opt.state_dict()["param_groups"][0])
+    for _ in range(6):  # through the syncs at steps 4 and 8
+        _set_grads(g, params, clones)
+        opt.step()
+        fresh.step()
+        assert all(torch.equal(a, b) for a, b in zip(params, clones, strict=True))
+
+
+def test_rangerlite_names_build_the_same_optimizer():
+    old = RangerLite(_params(shapes=[(4,)]), lookahead_steps=3, lookahead_alpha=0.25)
+    new = RangerLite(_params(shapes=[(4,)]), sync_period=3, alpha=0.25)
+    positional = RangerLite(_params(shapes=[(4,)]), 1e-3, (0.95, 0.999), 1e-5, 0.0, 3, 0.25)
+    groups = [{k: v for k, v in o.param_groups[0].items() if k != "params"}
+              for o in (old, new, positional)]  # fmt: skip
+    assert groups[0] == groups[1] == groups[2]
+    assert groups[0]["sync_period"] == 3 and groups[0]["sync_alpha"] == 0.25
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sync_period": 3, "lookahead_steps": 4}, r"lookahead_steps: 4.*sync_period.*3"),
+        ({"alpha": 0.2, "lookahead_alpha": 0.4}, r"lookahead_alpha: 0\.4.*alpha.*0\.2"),
+    ],
+)
+def test_both_spellings_with_two_values_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RangerLite(_params(shapes=[(4,)]), **kwargs)
+    group = {"params": _params(shapes=[(2,)]), "sync_period": 2, "lookahead_steps": 5}
+    opt = RangerLite(_params(shapes=[(4,)]))
+    with pytest.raises(ValueError, match=r"lookahead_steps: 5.*sync_period.*2"):
+        opt.add_param_group(group)
+    assert len(opt.param_groups) == 1

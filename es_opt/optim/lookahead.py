@@ -72,10 +72,13 @@ class Lookahead(DynamoFreeOptimizer):
         # setter below) and adds the inner groups back one by one: ``_adopting`` tells
         # add_param_group that these groups are the inner optimizer's own, to be kept as they are
         # and given the Lookahead defaults, not added to the inner optimizer a second time.
+        defaults = {"sync_period": sync_period, "sync_alpha": alpha}
         groups = list(optimizer.param_groups)
+        for group in groups:  # refuse before anything changes: adoption then cannot fail
+            self._check_group({**defaults, **group})
         self._adopting = True
         try:
-            super().__init__(groups, {"sync_period": sync_period, "sync_alpha": alpha})
+            super().__init__(groups, defaults)
         finally:
             del self._adopting
 
@@ -98,7 +101,10 @@ class Lookahead(DynamoFreeOptimizer):
         return {"defaults": self.defaults, "state": self.state, "optimizer": self.optimizer}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        torch_key = "differentiable" in state["defaults"]
         super().__setstate__(state)  # also the hook dicts and the step hooks
+        if not torch_key:  # torch adds it to the defaults; here it would leak into new groups
+            self.defaults.pop("differentiable", None)
 
     def __repr__(self) -> str:
         inner = "\n".join("    " + line for line in repr(self.optimizer).splitlines())
