@@ -153,16 +153,6 @@ def make_es(**options):
     return ESOptimizer(net, objective_fn=Quadratic(), n_samples=4, seed=0, **options)
 
 
-def _wired() -> bool:
-    import es_opt.optimizer
-
-    return "resolve_backend" in getattr(es_opt.optimizer, "__dict__", {})
-
-
-awaiting_wiring = pytest.mark.xfail(
-    not _wired(), reason="awaiting wiring of resolve_backend into ESOptimizer", strict=False
-)
-
 ESOPTIMIZER_REFUSED = [
     (dict(devices=["cuda:7"]), "device 'cuda:7' in devices is not available"),
     (dict(devices=["cuda:7"], backend="ray"), "device 'cuda:7' in devices is not available"),
@@ -171,7 +161,6 @@ ESOPTIMIZER_REFUSED = [
 ]
 
 
-@awaiting_wiring
 @pytest.mark.parametrize("options, match", ESOPTIMIZER_REFUSED)
 def test_esoptimizer_refuses_at_construction(options, match):
     if "cuda" in match and torch.cuda.device_count() > 7:
@@ -180,7 +169,6 @@ def test_esoptimizer_refuses_at_construction(options, match):
         make_es(**options)
 
 
-@awaiting_wiring
 def test_esoptimizer_with_devices_alone_builds_a_pool_of_len_devices():
     with make_es(devices=["cpu", "cpu"]) as es:
         evaluator = es.evaluator  # built, not started: workers start at the first step

@@ -232,10 +232,10 @@ class _Actors:
         self._tasks[slot].clear()
         self.actors[slot] = self._new_actor(slot)
         self.info[slot] = self._await_started([self.actors[slot]])[0]
-        how = "was stopped" if failure is None else f"died ({type(failure).__name__})"
+        how = "was stopped" if failure is None else f"died ({type(failure).__name__}; pid {pid})"
         detail = "" if failure is None else str(failure)
         # An actor's memory is gone with it: which evaluation it was on is not known here.
-        return Stopped(f"Ray actor {pid}", how, None, detail)
+        return Stopped("the Ray actor", how, None, detail)
 
     # -- actors --------------------------------------------------------------------------------
     def _new_actor(self, slot: int) -> Any:
