@@ -6,7 +6,7 @@ Example:
     >>> es = es_opt.ESOptimizer(es_opt.Model(net), objective_fn=lambda m, s: 0.0, n_samples=4)
 """
 
-from .errors import EvaluationError, MissingExtraError
+from .errors import CheckpointError, EvaluationError, MissingExtraError
 from .evaluators import Evaluation, Evaluator, SerialEvaluator
 from .evaluators.stacked import StackedModel, VectorizationError
 from .history import History
@@ -35,6 +35,7 @@ __all__ = [
     "StackedModel",
     "VectorizationError",
     "Callback",
+    "CheckpointError",
     "ESOptimizer",
     "Evaluation",
     "EvaluationError",

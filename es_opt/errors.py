@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EvaluationError", "MissingExtraError"]
+__all__ = ["CheckpointError", "EvaluationError", "MissingExtraError"]
 
 
 class EvaluationError(RuntimeError):
@@ -42,6 +42,31 @@ def _rebuild_evaluation_error(detail: str, index: int | None, worker_traceback: 
     err.index = index
     err.worker_traceback = worker_traceback
     return err
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be read or does not fit: the file is not a zip archive (e.g. a text
+    file), is truncated, is corrupted (its bytes do not match the digest written with it, or a
+    record fails its CRC-32), is not an es_opt checkpoint, was written by a newer es_opt, or was
+    written for another net or inner optimizer. Nothing was changed when it is raised.
+
+    Attributes:
+        path: the checkpoint file, as given.
+        reason: the cause, without the file name.
+
+    Example:
+        >>> err = CheckpointError("runs/run.pt", "truncated")
+        >>> str(err), err.reason
+        ("cannot load the checkpoint 'runs/run.pt': truncated", 'truncated')
+    """
+
+    def __init__(self, path: object, reason: str):
+        super().__init__(f"cannot load the checkpoint {str(path)!r}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+    def __reduce__(self):
+        return (CheckpointError, (self.path, self.reason))
 
 
 class MissingExtraError(ImportError):

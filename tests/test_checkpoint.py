@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import es_opt.training.checkpoint as checkpoint_module
-from es_opt import ESOptimizer, Model, Objective, SamplingStrategy
+from es_opt import CheckpointError, ESOptimizer, Model, Objective, SamplingStrategy
 from es_opt.training.callbacks import Checkpoint
 from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import Quadratic, assert_same_params, make_mlp
@@ -71,7 +71,7 @@ def test_checkpoint_holds_weights_state_and_config_and_loads_weights_only(tmp_pa
     path = tmp_path / "run.pt"
     save_checkpoint(path, es, config={"sigma": 0.05, "layers": [3, 4, 2]}, extra={"best": 1.5})
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == "es_opt.checkpoint" and raw["format_version"] == 1
+    assert raw["format"] == "es_opt.checkpoint" and raw["format_version"] == 2
     assert raw["config"] == {"sigma": 0.05, "layers": [3, 4, 2]}
     assert raw["extra"] == {"best": 1.5}
     assert raw["optimizer_class"] == type(es.optimizer).__name__
@@ -124,7 +124,8 @@ def test_other_architecture_is_refused_naming_the_parameter_and_nothing_changes(
     before_params = copy.deepcopy(wider.model.net.state_dict())
     before_state = copy.deepcopy(wider.state_dict())
     with pytest.raises(
-        ValueError, match=r"parameter '0.weight' has shape \(4, 3\) in the checkpoint but \(5, 3\)"
+        CheckpointError,
+        match=r"run.pt': parameter '0.weight' has shape \(4, 3\) in the checkpoint but \(5, 3\)",
     ):
         load_checkpoint(path, wider)
     assert_same_params(before_params, wider.model.net.state_dict())
@@ -143,7 +144,7 @@ def test_other_inner_optimizer_is_refused(tmp_path):
     save_checkpoint(path, make_es())
     net = make_mlp(0)
     es = ESOptimizer(net, torch.optim.SGD(net.parameters(), lr=0.1), Quadratic(), n_samples=4)
-    with pytest.raises(ValueError, match=r"holds the state of a \w+ inner optimizer but this "):
+    with pytest.raises(CheckpointError, match=r"holds the state of a \w+ inner optimizer but "):
         load_checkpoint(path, es)
 
 
@@ -151,7 +152,7 @@ def test_not_a_checkpoint_and_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "nope.pt")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "plain.pt")
-    with pytest.raises(ValueError, match="is not an es_opt checkpoint"):
+    with pytest.raises(CheckpointError, match="plain.pt': not an es_opt checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
 
 

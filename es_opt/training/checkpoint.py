@@ -5,6 +5,14 @@ lists and dicts), is written atomically (a temporary file in the same folder, ``
 ``os.replace``: a run killed while writing leaves the previous checkpoint intact), and resuming
 from it continues the run bit for bit.
 
+Integrity: the file carries a SHA-256 digest of its bytes (format version 2; why a digest, and
+why over the bytes, is in :mod:`es_opt.training._checkpoint_file`), verified before anything is
+unpickled. Every failure to read a checkpoint raises one :class:`~es_opt.errors.CheckpointError`
+that names the file and the cause (not a zip, truncated, corrupted, not an es_opt checkpoint,
+written by a newer es_opt, written for another net or inner optimizer), and changes nothing.
+Checkpoints of format version 1 (no digest) still load: they are checked against the CRC-32 of
+each zip record instead, as is a file rewritten with ``torch.save``.
+
 Example:
     >>> import torch, es_opt, tempfile, os
     >>> net = torch.nn.Linear(2, 1)
@@ -22,7 +30,6 @@ import copy
 import dataclasses
 import enum
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
@@ -30,13 +37,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ..errors import CheckpointError
+from ._checkpoint_file import read_checkpoint_file, write_checkpoint_file
+
 if TYPE_CHECKING:
     from ..optimizer import ESOptimizer
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_architecture"]
 
 FORMAT = "es_opt.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the file carries a SHA-256 digest in its zip comment; 1: no digest (still read)."""
 
 _ATOMS = (
     str,
@@ -88,7 +99,7 @@ def save_checkpoint(
     }
     for key in ("net", "es"):
         _check_loadable(payload[key], key)
-    _atomic_save(payload, Path(path))
+    write_checkpoint_file(payload, Path(path))
 
 
 def load_checkpoint(
@@ -100,25 +111,56 @@ def load_checkpoint(
     """Reads a checkpoint (with ``weights_only=True``) and, when ``es`` is given, restores the
     net's weights and the optimizer's state into it, so that its next step continues the saved run.
 
-    Nothing is changed if the checkpoint does not fit ``es``: a net of another architecture raises
-    ``ValueError`` naming the mismatched parameter (with both shapes) or the missing/unexpected
-    keys.
+    The file is verified before anything is unpickled (its SHA-256 digest, or each zip record's
+    CRC-32 for a file without one) and its contents before anything is applied: on any failure
+    ``es`` (net, optimizer and objective state) is exactly as before.
 
     Returns:
         the checkpoint: ``{"net", "es", "config", "extra", ...}``.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        CheckpointError: (a ``ValueError``) the file cannot be read or does not fit ``es``: not
+            a zip archive, truncated, corrupted, not an es_opt checkpoint, written by a newer
+            es_opt, or written for another architecture (the message names the mismatched
+            parameter with both shapes, or the missing/unexpected keys) or inner optimizer.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ValueError(
-            f"{str(path)!r} is not an es_opt checkpoint (write one with "
-            "es_opt.training.save_checkpoint)"
-        )
+    checkpoint = read_checkpoint_file(path, map_location)
+    _check_contents(checkpoint, path)
     if es is not None:
         _restore(es, checkpoint, path)
     return checkpoint
+
+
+def _check_contents(checkpoint: Any, path: Path) -> None:
+    """Raises :class:`CheckpointError` unless ``checkpoint`` is an es_opt checkpoint this version
+    reads, with a state dict of tensors under ``"net"`` and a dict under ``"es"``."""
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise CheckpointError(
+            path,
+            "not an es_opt checkpoint (a torch file without es_opt's 'format' entry; write "
+            "checkpoints with es_opt.training.save_checkpoint)",
+        )
+    version = checkpoint.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(path, f"its format_version is {version!r}, not a positive int")
+    if version > FORMAT_VERSION:
+        from .. import __version__
+
+        raise CheckpointError(
+            path,
+            f"written by a newer es_opt ({checkpoint.get('es_opt_version', 'unknown version')}, "
+            f"checkpoint format version {version}); es_opt {__version__} reads format versions "
+            f"up to {FORMAT_VERSION}: upgrade es_opt",
+        )
+    net = checkpoint.get("net")
+    if not isinstance(net, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in net.items()
+    ):
+        raise CheckpointError(path, "its 'net' entry is not a state dict of tensors")
+    if not isinstance(checkpoint.get("es"), dict):
+        raise CheckpointError(path, "its 'es' entry is not an ESOptimizer state dict")
 
 
 def check_architecture(net: torch.nn.Module, saved: Mapping[str, torch.Tensor]) -> None:
@@ -155,12 +197,16 @@ the checkpoint was written for a different architecture
 
 def _restore(es: ESOptimizer, checkpoint: dict[str, Any], path: Path) -> None:
     net = es.model.net
-    check_architecture(net, checkpoint["net"])
+    try:
+        check_architecture(net, checkpoint["net"])
+    except ValueError as exc:
+        raise CheckpointError(path, str(exc)) from None
     saved_class = checkpoint.get("optimizer_class")
     if saved_class is not None and saved_class != type(es.optimizer).__name__:
-        raise ValueError(
-            f"{str(path)!r} holds the state of a {saved_class} inner optimizer but this "
-            f"ESOptimizer uses {type(es.optimizer).__name__}: build it with the same optimizer"
+        raise CheckpointError(
+            path,
+            f"it holds the state of a {saved_class} inner optimizer but this ESOptimizer uses "
+            f"{type(es.optimizer).__name__}: build it with the same optimizer",
         )
     # All or nothing: if loading the ES state fails half-way, put everything back.
     net_before = copy.deepcopy(net.state_dict())
@@ -168,50 +214,14 @@ def _restore(es: ESOptimizer, checkpoint: dict[str, Any], path: Path) -> None:
     try:
         es.load_state_dict(checkpoint["es"])
         net.load_state_dict(checkpoint["net"])
-    except BaseException:
+    except BaseException as exc:
         net.load_state_dict(net_before)
         es.load_state_dict(es_before)
+        if isinstance(exc, (ValueError, TypeError, KeyError)):
+            raise CheckpointError(
+                path, f"its state does not fit this ESOptimizer ({type(exc).__name__}: {exc})"
+            ) from exc
         raise
-
-
-def _atomic_save(payload: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates the file readable by its owner only; give it the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Makes the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def plain_config(config: Any, name: str = "config") -> dict[str, Any]:
