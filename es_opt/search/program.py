@@ -108,6 +108,7 @@ CONSTANTS: tuple[float, ...] = (
 """The constants a random program or a mutation draws from (a parsed program may hold any)."""
 
 _STATEMENT = re.compile(r"^([A-Za-z_]\w*)\s*=\s*([A-Za-z_]\w*)\s*\((.*)\)$")
+_FLOAT_WORDS = ("nan", "inf", "infinity")
 _INIT = re.compile(r"^@init\s+(\S+)$")
 
 
@@ -227,10 +228,8 @@ def parse_program(text: str) -> Program:
         parts = [part.strip() for part in inner.split(",")] if inner.strip() else []
         args: list[str | float] = []
         for part in parts:
-            if re.fullmatch(r"[A-Za-z_]\w*", part):
-                args.append(part)
-            else:
-                args.append(_parse_number(part, number))
+            is_name = re.fullmatch(r"[A-Za-z_]\w*", part) and part.lower() not in _FLOAT_WORDS
+            args.append(part if is_name else _parse_number(part, number))
         statements.append(Statement(dst, op, tuple(args)))
     return Program(tuple(statements), state_init)
 
