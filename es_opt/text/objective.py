@@ -1,0 +1,230 @@
+"""``TextReward``: a causal language model scored by a reward on the text it generates.
+
+The ES objective of Qiu et al. (2025, arXiv 2509.24372) and EGGROLL (Sarkar et al. 2025, arXiv
+2511.16652, §6.3): each member completes the step's prompts (greedy decoding by default, so that
+all variation comes from the parameters), a user's ``reward(prompt, completion) -> float`` scores
+every completion, and the member's fitness is the mean reward.
+
+Per-prompt normalisation (EGGROLL's ``group_size``, the ES analogue of GRPO's group-relative
+advantage). With ``group_size = k`` the fitness is a row of ``P / k`` values, the mean reward of
+each group of ``k`` consecutive prompts; give the optimizer one weight per group
+(:meth:`TextReward.obj_weights`) and ESOptimizer shapes every column over the population before
+it sums them,
+``s_i = Σ_g w_g · shape(F[:, g])_i``: each prompt group is compared only across members, so an
+easy prompt that every member solves adds nothing and a hard one that one member solves counts
+fully. ``shaping="z_score"`` gives EGGROLL's per-group z-score (with a per-group rather than a
+global standard deviation); ``"centered_ranks"`` its rank-based counterpart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..objective import Objective, Samples
+from .batched import Noise, batched_members
+from .decoding import generate
+
+__all__ = ["Prompts", "TextReward"]
+
+Reward = Callable[[str, str], float]
+
+
+@dataclass
+class Prompts(Samples):
+    """One step's prompts, and the seed of sampled decoding (unused when greedy).
+
+    Example:
+        >>> Prompts(["1+1=", "2+3="], seed=7).prompts
+        ['1+1=', '2+3=']
+    """
+
+    prompts: list[str] = field(default_factory=list)
+    seed: int = 0
+
+
+class TextReward(Objective):
+    """Fitness of a language model = mean ``reward(prompt, completion)`` over the prompts.
+
+    Args:
+        tokenizer: ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (a Hugging Face
+            tokenizer, or :class:`~es_opt.text.CharTokenizer`).
+        reward: ``(prompt, completion) -> float``; completions stop before the end-of-text token.
+        max_new_tokens: tokens generated per prompt at most.
+        temperature: 0 (default) for greedy decoding, > 0 for sampling seeded by
+            ``samples.seed`` (the same draws for every member).
+        group_size: ``None`` for one fitness value; ``k`` for one value per group of ``k``
+            prompts (per-prompt normalisation, see the module docstring).
+        eos_token_id / pad_token_id: default to the tokenizer's (padding falls back to the
+            end-of-text token, then 0).
+        members_per_batch: members decoded together by :meth:`evaluate_members`.
+
+    Example:
+        >>> from es_opt.text import CharTokenizer
+        >>> class Echo(nn.Module):  # always predicts the token "1" (id 3)
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.bias = nn.Parameter(torch.zeros(5))
+        ...     def forward(self, ids):
+        ...         return self.bias + torch.nn.functional.one_hot(torch.full_like(ids, 3), 5)
+        >>> objective = TextReward(CharTokenizer("01+"), lambda p, c: float(c == "11"),
+        ...                        max_new_tokens=2)
+        >>> objective(Echo(), Prompts(["1+0", "0+1"]))
+        1.0
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        reward: Reward,
+        *,
+        max_new_tokens: int = 16,
+        temperature: float = 0.0,
+        group_size: int | None = None,
+        eos_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        members_per_batch: int = 32,
+    ):
+        if not callable(getattr(tokenizer, "encode", None)) or not callable(
+            getattr(tokenizer, "decode", None)
+        ):
+            raise TypeError("tokenizer must have encode(text) and decode(ids) methods")
+        if not callable(reward):
+            raise TypeError(
+                f"reward must be a callable (prompt, completion) -> float, got {reward!r}"
+            )
+        if int(max_new_tokens) < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if group_size is not None and int(group_size) < 1:
+            raise ValueError(f"group_size must be None or at least 1, got {group_size}")
+        if int(members_per_batch) < 1:
+            raise ValueError(f"members_per_batch must be at least 1, got {members_per_batch}")
+        self.tokenizer, self.reward = tokenizer, reward
+        self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
+        self.group_size = None if group_size is None else int(group_size)
+        self.members_per_batch = int(members_per_batch)
+        if eos_token_id is None:
+            eos_token_id = getattr(tokenizer, "eos_token_id", None)
+        if pad_token_id is None:
+            pad_token_id = getattr(tokenizer, "pad_token_id", None)
+        self.eos_token_id = eos_token_id
+        self.pad_token_id = pad_token_id if pad_token_id is not None else (eos_token_id or 0)
+
+    def obj_weights(self, n_prompts: int) -> list[float]:
+        """``obj_weights`` for ESOptimizer: one weight ``1/n_groups`` per prompt group.
+
+        Example:
+            >>> from es_opt.text import CharTokenizer
+            >>> TextReward(CharTokenizer("ab"), print, group_size=2).obj_weights(4)
+            [0.5, 0.5]
+        """
+        groups = self._n_groups(n_prompts)
+        return [1.0 / groups] * groups
+
+    # -- decoding -----------------------------------------------------------------------------
+    def completions(self, net: nn.Module, samples: Prompts, n_members: int = 1) -> list[list[str]]:
+        """``completions[m][p]``: member ``m``'s text for prompt ``p`` (``net`` makes the members
+        differ, e.g. inside :func:`~es_opt.text.batched_members`)."""
+        prompts = _prompt_list(samples)
+        ids = generate(
+            net,
+            [self.tokenizer.encode(p) for p in prompts],
+            max_new_tokens=self.max_new_tokens,
+            n_members=n_members,
+            eos_token_id=self.eos_token_id,
+            pad_token_id=self.pad_token_id,
+            temperature=self.temperature,
+            seed=samples.seed,
+        )
+        return [[self._decode(row) for row in member] for member in ids.tolist()]
+
+    def _decode(self, ids: list[int]) -> str:
+        if self.eos_token_id is not None and self.eos_token_id in ids:
+            ids = ids[: ids.index(self.eos_token_id)]
+        return self.tokenizer.decode(ids)
+
+    # -- scores -------------------------------------------------------------------------------
+    def rewards(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
+        """``[P]`` float64 rewards; a non-finite reward is a ``ValueError`` naming the prompt."""
+        values = []
+        for prompt, completion in zip(prompts, completions, strict=True):
+            value = float(self.reward(prompt, completion))
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"reward returned {value} for prompt {prompt!r}, completion {completion!r}"
+                )
+            values.append(value)
+        return torch.tensor(values, dtype=torch.float64)
+
+    def fitness(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Rewards ``[..., P]`` → fitness ``[..., 1]`` (mean) or ``[..., P/k]`` (group means)."""
+        groups = self._n_groups(rewards.shape[-1])
+        return rewards.reshape(*rewards.shape[:-1], groups, -1).mean(-1)
+
+    def _n_groups(self, n_prompts: int) -> int:
+        if self.group_size is None:
+            return 1
+        if n_prompts % self.group_size:
+            raise ValueError(
+                f"{n_prompts} prompts cannot be split into groups of group_size={self.group_size}"
+            )
+        return n_prompts // self.group_size
+
+    def __call__(self, model: Any, samples: Prompts) -> float | torch.Tensor:
+        """The fitness of the model as it is (one member)."""
+        net = getattr(model, "net", model)
+        prompts = _prompt_list(samples)
+        fitness = self.fitness(self.rewards(prompts, self.completions(net, samples)[0]))
+        return float(fitness[0]) if self.group_size is None else fitness
+
+    def evaluate_members(
+        self, net: nn.Module, samples: Prompts, noise: Mapping[str, Noise]
+    ) -> torch.Tensor:
+        """``[M, n_objectives]`` fitness of ``M`` members given by their perturbations (see
+        :func:`~es_opt.text.batched_members`), decoded ``members_per_batch`` at a time in
+        population-batched forwards."""
+        n_members = _n_members(noise)
+        prompts = _prompt_list(samples)
+        rows = []
+        for start in range(0, n_members, self.members_per_batch):
+            stop = min(n_members, start + self.members_per_batch)
+            chunk = {name: _slice(value, start, stop) for name, value in noise.items()}
+            with batched_members(net, chunk, stop - start):
+                texts = self.completions(net, samples, stop - start)
+            rows.extend(self.fitness(self.rewards(prompts, member)) for member in texts)
+        return torch.stack(rows)
+
+    def __repr__(self) -> str:
+        return (
+            f"TextReward(max_new_tokens={self.max_new_tokens}, temperature={self.temperature}, "
+            f"group_size={self.group_size})"
+        )
+
+
+def _prompt_list(samples: Any) -> list[str]:
+    prompts = getattr(samples, "prompts", None)
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise TypeError(
+            "TextReward needs es_opt.text.Prompts samples with a non-empty list of prompts, "
+            f"got {type(samples).__name__}"
+        )
+    return list(prompts)
+
+
+def _n_members(noise: Mapping[str, Noise]) -> int:
+    sizes = {v.scale.shape[0] for v in noise.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"every parameter's noise must be for the same members, got {sizes}")
+    return sizes.pop()
+
+
+def _slice(value: Noise, start: int, stop: int) -> Noise:
+    fields = {k: v[start:stop] for k, v in vars(value).items()}
+    return type(value)(**fields)
