@@ -37,6 +37,8 @@ from benchmarks.peers import tasks
 SIDE = "evotorch"
 
 PGPE_CARTPOLE = {
+    "algorithm": "PGPE",
+    "optimizer": "clipup",
     "popsize": 100,
     "max_speed": 0.15,
     "center_learning_rate": 0.75 * 0.15,
@@ -51,6 +53,7 @@ PGPE_CARTPOLE = {
 }
 PGPE_PENDULUM = {**PGPE_CARTPOLE, "popsize": 40}
 SNES_DIGITS = {
+    "algorithm": "SNES",
     "stdev_init": 1.0,
     "popsize": 60,
     "center_learning_rate": "default",
@@ -109,7 +112,10 @@ def _policy_act(problem, searcher, *, discrete: bool) -> tasks.ActFn:
     return tasks.greedy_torch_act(policy, discrete=discrete)
 
 
-def _run_gym(task: str, env_id: str, tracker, cfg: dict[str, Any], seed: int) -> dict:
+def _run_gym(
+    task: str, env_id: str, tracker, cfg: dict[str, Any], seed: int, make_searcher=None
+) -> dict:
+    """One RL run; ``make_searcher(problem, cfg)`` builds the algorithm (PGPE by default)."""
     from evotorch.neuroevolution import GymNE, VecGymNE
 
     _seed_everything(seed)
@@ -129,7 +135,7 @@ def _run_gym(task: str, env_id: str, tracker, cfg: dict[str, Any], seed: int) ->
             num_actors=None,
         )
     problem.manual_seed(seed)
-    searcher = _make_pgpe(problem, cfg)
+    searcher = (make_searcher or _make_pgpe)(problem, cfg)
     discrete = task == tasks.CARTPOLE
     while not tracker.done():
         searcher.step()
@@ -139,7 +145,7 @@ def _run_gym(task: str, env_id: str, tracker, cfg: dict[str, Any], seed: int) ->
                 train_steps=problem.interaction_count,
                 train_episodes=problem.episode_count,
             )
-    return tracker.result({**cfg, "optimizer": "clipup", "num_actors": None})
+    return tracker.result({**cfg, "num_actors": None})
 
 
 def run_cartpole(seed: int, budget_s: float) -> dict:
@@ -152,9 +158,19 @@ def run_pendulum(seed: int, budget_s: float) -> dict:
     return _run_gym(tasks.PENDULUM, tasks.PENDULUM_ENV, tracker, PGPE_PENDULUM, seed)
 
 
-def run_digits(seed: int, budget_s: float) -> dict:
-    from evotorch import Problem
+def _make_snes_digits(problem, cfg: dict[str, Any], init: torch.Tensor):
     from evotorch.algorithms import SNES
+
+    return SNES(problem, stdev_init=cfg["stdev_init"], popsize=cfg["popsize"], center_init=init)
+
+
+def run_digits(seed: int, budget_s: float) -> dict:
+    return _run_digits(seed, budget_s, SNES_DIGITS, _make_snes_digits)
+
+
+def _run_digits(seed: int, budget_s: float, cfg: dict[str, Any], make_searcher) -> dict:
+    """One digits run; ``make_searcher(problem, cfg, center_init)`` builds the algorithm."""
+    from evotorch import Problem
     from torch.func import functional_call, vmap
 
     tracker = tasks.DigitsTracker(budget_s)
@@ -191,12 +207,7 @@ def run_digits(seed: int, budget_s: float) -> dict:
         vectorized=True,
         seed=seed,
     )
-    searcher = SNES(
-        problem,
-        stdev_init=SNES_DIGITS["stdev_init"],
-        popsize=SNES_DIGITS["popsize"],
-        center_init=init,
-    )
+    searcher = make_searcher(problem, cfg, init)
 
     def center_logits(x: torch.Tensor) -> torch.Tensor:
         center = searcher.status["center"].as_subclass(torch.Tensor)
@@ -206,7 +217,7 @@ def run_digits(seed: int, budget_s: float) -> dict:
         searcher.step()
         if tracker.due():
             tracker.evaluate(center_logits)
-    return tracker.result({**SNES_DIGITS, "center_init": "torch default init"}, center_logits)
+    return tracker.result({**cfg, "center_init": "torch default init"}, center_logits)
 
 
 RUNNERS = {

@@ -42,6 +42,8 @@ from benchmarks.peers.worker import SIDE_MODULES  # noqa: E402
 
 SIDES = ("es_opt", "evotorch", "pytorch-optimize")
 PEERS = ("evotorch", "pytorch-optimize")
+# es_opt's PGPE and SNES rows, each against EvoTorch's same algorithm on the same task
+COUNTERPARTS = {"es_opt-pgpe": "evotorch-pgpe", "es_opt-snes": "evotorch-snes"}
 # Interpreter start and imports (torch, gymnasium, the side's library) outside each run's clock:
 # 3-10 s per run measured on 2 busy cores.
 START_OVERHEAD_S = 8.0
@@ -250,9 +252,19 @@ def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
             if p in m:
                 row = [_ratio(m["es_opt"][k], m[p][k]) for k, _ in ratio_keys]
                 lines.append(f"| es_opt / {p} | " + " | ".join(row) + " |")
-        if task == tasks.PENDULUM:
-            lines.append("")
-            lines.append("Returns are negative: a ratio below 1 means es_opt is better.")
+    pairs = [(ours, theirs) for ours, theirs in COUNTERPARTS.items() if ours in m and theirs in m]
+    if pairs:
+        lines += [
+            "",
+            "| ratio (medians), same algorithm | " + " | ".join(k[1] for k in ratio_keys) + " |",
+            "|---|" + "---|" * len(ratio_keys),
+        ]
+        for ours, theirs in pairs:
+            row = [_ratio(m[ours][k], m[theirs][k]) for k, _ in ratio_keys]
+            lines.append(f"| {ours} / {theirs} | " + " | ".join(row) + " |")
+    if task == tasks.PENDULUM and (pairs or ("es_opt" in m and any(p in m for p in PEERS))):
+        lines.append("")
+        lines.append("Returns are negative: a ratio below 1 means es_opt is better.")
     for s in sides:
         if by_side[s] and all("error" in r or "skipped" in r for r in by_side[s]):
             # Every run of this side failed: say so in its row rather than leave dashes.
@@ -338,7 +350,15 @@ def plot(results_by_task: dict[str, dict[str, list[dict]]], path: Path) -> None:
             title = "Pendulum-v1: best mean return\n(higher is better)"
             panels.append((task, "best_return", title))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    colors = {"es_opt": "tab:green", "evotorch": "tab:blue", "pytorch-optimize": "tab:orange"}
+    colors = {
+        "es_opt": "tab:green",
+        "evotorch": "tab:blue",
+        "pytorch-optimize": "tab:orange",
+        "es_opt-pgpe": "mediumseagreen",
+        "es_opt-snes": "darkgreen",
+        "evotorch-pgpe": "cornflowerblue",
+        "evotorch-snes": "navy",
+    }
     for ax, (task, key, title) in zip(axes[0], panels, strict=False):
         by_side = results_by_task[task]
         cap = max((r.get("budget_s", 0) for rs in by_side.values() for r in rs), default=0)

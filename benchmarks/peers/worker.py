@@ -20,6 +20,11 @@ SIDE_MODULES = {
     "es_opt": "benchmarks.peers.es_opt_side",
     "evotorch": "benchmarks.peers.evotorch_side",
     "pytorch-optimize": "benchmarks.peers.pytorch_optimize_side",
+    # one search distribution on every task, each against its counterpart
+    "evotorch-pgpe": "benchmarks.peers.evotorch_pgpe_side",
+    "evotorch-snes": "benchmarks.peers.evotorch_snes_side",
+    "es_opt-pgpe": "benchmarks.peers.es_opt_pgpe_side",
+    "es_opt-snes": "benchmarks.peers.es_opt_snes_side",
 }
 
 
