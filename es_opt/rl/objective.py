@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from ..objective import Objective
-from .envs import EnvFactory, check_observation_space, make_env
+from .envs import (
+    EnvFactory,
+    check_observation_space,
+    keep_bases_of_main_classes,
+    make_env,
+    registered_spec,
+)
 from .normalization import ObservationNormalizer, ObservationStats
 from .policy import ActionMap, Policy
 from .rollout import Rollouts, StepMetric, play, stacked_forward
@@ -112,8 +118,12 @@ class EpisodeReturn(Objective):
         self.second_objective = second_objective
         self.vectorize = bool(vectorize)
         self.max_batch = max_batch
+        # The registration travels with the objective: worker processes build the environment
+        # from it even when the id was registered only here (e.g. inside the user's main()).
+        self._spec = registered_spec(env) if isinstance(env, str) else None
         probe = self.make_env()  # fails now, with a clear message, rather than in a worker
         try:
+            keep_bases_of_main_classes(probe)
             self.obs_dim = check_observation_space(probe.observation_space)
             self.action_space = probe.action_space
             self.action_map = ActionMap(probe.action_space, action)
@@ -132,7 +142,8 @@ class EpisodeReturn(Objective):
     def make_env(self, **kwargs: Any):
         """A fresh environment (``kwargs`` add to ``env_kwargs``, e.g. ``render_mode``)."""
         if isinstance(self.env, str):
-            return make_env(self.env, **{**self.env_kwargs, **kwargs})
+            spec = getattr(self, "_spec", None)
+            return make_env(self.env, spec=spec, **{**self.env_kwargs, **kwargs})
         return make_env(self.env, **kwargs)
 
     def _venv(self, n: int) -> MaskedVectorEnv:
