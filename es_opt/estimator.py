@@ -79,7 +79,8 @@ def es_gradient(
     1. shape each objective's column of ``fitness`` (``[n_evals, n_objectives]``, evaluation
        order) and sum them with ``obj_weights``: ``s_i = Σ_k w_k · shaping(F[:, k])_i``;
     2. estimate ``g = (s⁺ − s⁻)ᵀ E / (n σ)`` from the pairs' noise, rebuilt from the
-       population's seeds a bounded block at a time.
+       population's seeds a bounded block at a time (for a low-rank family, one matrix product
+       ``(diag(s⁺ − s⁻) A)ᵀ B`` per matrix: :meth:`es_opt.perturbations.Perturbation.estimate`).
 
     Returns the flat gradient of the *maximised* objective over the population's selected
     parameters (split it with ``population.unflatten``). Nothing is changed.
@@ -97,6 +98,17 @@ def es_gradient(
     """
     scores = weighted_scores(fitness, obj_weights, shaping)
     center = population.center
+    if not population.original_noise:  # the family's own estimate (low-rank: a GEMM per matrix)
+        return population.family.estimate(
+            scores,
+            population.seed,
+            population.generation,
+            population.shapes,
+            population.ids,
+            sigma=population.sigma,
+            dtype=center.dtype,
+            device=center.device,
+        )
     return estimate_gradient(
         scores,
         population.perturbations,

@@ -34,6 +34,7 @@ from .history import History
 from .loop import fit
 from .model import Model, SamplingStrategy
 from .objective import Objective
+from .perturbations import Perturbation, make_perturbation
 from .population import Population
 from .result import StepResult
 from .state import ESState
@@ -99,6 +100,14 @@ class ESOptimizer:
             a process pool); contradictions such as ``n_workers=2, backend="serial"`` and devices
             this machine lacks are ``ValueError`` s here, at construction (the whole rule:
             :func:`es_opt.evaluators.resolve_backend`).
+        perturbation: the perturbation family: ``"dense"`` (the default: every parameter gets its
+            own normal number) or :class:`~es_opt.perturbations.LowRank` (``"lowrank"``,
+            ``"lowrank:R"``: EGGROLL's rank-R products ``A Bᵀ/√R`` for every weight matrix,
+            dense noise for vectors), or any :class:`~es_opt.perturbations.Perturbation`. See
+            the perturbations page of the docs for when to choose which.
+        noise: the noise scheme: ``None`` (the family's default: per-pair MT19937 for dense,
+            counter-based Philox for low-rank), ``"mt19937"`` or ``"philox"`` (dense only:
+            counter-based, drawn on the parameters' device).
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
             ``eval_timeout``, ``worker_threads``).
 
@@ -132,6 +141,8 @@ class ESOptimizer:
         sgd_optimizer: torch.optim.Optimizer | None = None,
         shaping: str | Callable[[torch.Tensor], torch.Tensor] = "centered_ranks",
         backend: str | Evaluator | None = None,
+        perturbation: str | Perturbation = "dense",
+        noise: str | None = None,
         **backend_options: Any,
     ):
         if isinstance(model, nn.Module):
@@ -149,6 +160,7 @@ class ESOptimizer:
         sigma, n_samples = check_sigma(sigma), check_n_samples(n_samples)
         obj_weights, seed = check_weights(obj_weights), check_seed(seed)
         shaping_name, self._shape = check_shaping(shaping)
+        family = make_perturbation(perturbation, noise)
         check_parameters(model)
         # the ancestor's n_workers=4 meant a process pool; devices alone mean one per device
         backend, backend_options = resolve_backend(backend, n_workers, devices, **backend_options)
@@ -165,7 +177,10 @@ class ESOptimizer:
             n_samples=n_samples,
             obj_weights=obj_weights,
             shaping=shaping_name,
+            perturbation=family.spec,
+            noise=family.noise,
         )
+        self._family = family
         self._pending: Population | None = None
         self._ask_time = 0.0
         self._evaluator: Evaluator | None = None
@@ -181,6 +196,11 @@ class ESOptimizer:
     obj_weights = _StateField("obj_weights", check_weights)
     shaping_name = _StateField("shaping")
     n_objectives = _StateField("n_objectives")
+
+    @property
+    def perturbation(self) -> Perturbation:
+        """The perturbation family (its string form and noise scheme are in ``state_dict``)."""
+        return self._family
 
     @property
     def sgd_optimizer(self) -> torch.optim.Optimizer:
@@ -213,6 +233,7 @@ class ESOptimizer:
         names = self.model.selected_names(self.generation, self.seed)
         params = self.model.named_trainable_parameters()
         chosen = [params[n] for n in names]
+        position = {name: i for i, name in enumerate(params)}
         center = torch.cat([p.detach().reshape(-1) for p in chosen]).clone()
         self._pending = Population(
             generation=self.generation,
@@ -222,6 +243,8 @@ class ESOptimizer:
             names=names,
             shapes=tuple(p.shape for p in chosen),
             center=center,
+            family=self._family,
+            tensor_ids=tuple(position[n] for n in names),
         )
         self._ask_time = time.perf_counter()
         return self._pending
@@ -352,7 +375,10 @@ class ESOptimizer:
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])
-        self.state, self._shape = loaded, shape
+        family = self._family
+        if (loaded.perturbation, loaded.noise) != (family.spec, family.noise):
+            family = make_perturbation(loaded.perturbation, loaded.noise)
+        self.state, self._shape, self._family = loaded, shape, family
         if strategy is not None:
             self.model.strategy = strategy
         self._pending = None
@@ -382,6 +408,7 @@ class ESOptimizer:
         return (
             f"ESOptimizer(sigma={self.sigma}, n_samples={self.n_samples}, "
             f"obj_weights={list(self.obj_weights)}, shaping={self.shaping_name!r}, "
+            f"perturbation={self._family!r}, "
             f"seed={self.seed}, generation={self.generation}, "
             f"optimizer={type(self.optimizer).__name__}, model={self.model!r})"
         )

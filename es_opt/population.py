@@ -1,22 +1,24 @@
 """``Population``: one generation's perturbed parameter sets, described by seeds.
 
 It is what :meth:`ESOptimizer.ask` returns and what every evaluator receives. It holds the center
-θ (the selected parameters, flattened), σ and the seeds, and rebuilds any member on demand:
-evaluation ``i`` belongs to pair ``j = i // 2`` and is ``θ + σε_j`` for even ``i`` and
-``θ − σε_j`` for odd ``i``. Pickling it sends the center and a few integers, never the
-perturbations.
+θ (the selected parameters, flattened), σ, the seeds and the perturbation family, and rebuilds any
+member on demand: evaluation ``i`` belongs to pair ``j = i // 2`` and is ``θ + σE_j`` for even
+``i`` and ``θ − σE_j`` for odd ``i``, where ``E_j`` is the family's perturbation of pair ``j``
+(dense: ``ε_j``; low-rank: ``A_j B_jᵀ/√r`` per matrix, see :mod:`es_opt.perturbations`).
+Pickling it sends the center and a few integers, never the perturbations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from . import noise
+from .perturbations import Dense, Perturbation
 
 __all__ = ["Population", "perturb"]
 
@@ -50,6 +52,20 @@ class Population:
     names: tuple[str, ...]
     shapes: tuple[torch.Size, ...]
     center: torch.Tensor
+    family: Perturbation = field(default_factory=Dense)
+    tensor_ids: tuple[int, ...] | None = None
+    """Each selected tensor's index among the model's trainable parameters (the counter word of
+    counter-based noise, so a tensor's noise does not depend on which others are selected);
+    ``None``: ``0, 1, …``."""
+
+    @property
+    def original_noise(self) -> bool:
+        """Dense perturbations with one MT19937 generator per pair (the original scheme)."""
+        return isinstance(self.family, Dense) and self.family.noise == "mt19937"
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(range(len(self.names))) if self.tensor_ids is None else self.tensor_ids
 
     @property
     def n_pairs(self) -> int:
@@ -67,18 +83,36 @@ class Population:
         return 1.0 if index % 2 == 0 else -1.0
 
     def perturbation(self, pair: int) -> torch.Tensor:
-        """ε of one pair, on the center's device and dtype."""
+        """``E_j`` of one pair, flat, on the center's device and dtype."""
+        if not self.original_noise:
+            return self.perturbations([pair])[0]
         eps = noise.perturbation(
             self.seed, self.generation, pair, self.dim, dtype=self.center.dtype
         )
         return eps.to(self.center.device)
 
     def perturbations(self, pairs: Iterable[int]) -> torch.Tensor:
-        """ε of several pairs as a ``[len(pairs), dim]`` matrix."""
+        """``E_j`` of several pairs as a ``[len(pairs), dim]`` matrix (a low-rank family
+        materialises its products here)."""
+        if not self.original_noise:
+            return self.family.flat_deltas(self.noise(pairs), self.shapes)
         eps = noise.perturbations(
             self.seed, self.generation, pairs, self.dim, dtype=self.center.dtype
         )
         return eps.to(self.center.device)
+
+    def noise(self, pairs: Iterable[int]) -> list[torch.Tensor]:
+        """The family's noise of ``pairs``, one ``[len(pairs), size]`` tensor per selected
+        tensor (a low-rank family's factors, unexpanded), on the center's device."""
+        return self.family.draw(
+            self.seed,
+            self.generation,
+            list(pairs),
+            self.shapes,
+            self.ids,
+            dtype=self.center.dtype,
+            device=self.center.device,
+        )
 
     def parameters(self, index: int) -> torch.Tensor:
         """The flat parameter vector of evaluation ``index``."""

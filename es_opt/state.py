@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ._arguments import check_n_samples, check_seed, check_sigma, check_weights
+from .perturbations import make_perturbation
 
 __all__ = ["ESState"]
 
@@ -30,6 +31,9 @@ class ESState:
         obj_weights: one weight per objective.
         shaping: the shaping's name (``"centered_ranks"``, ``"top_pairs(4)"``, a function's name).
         n_objectives: values per evaluation seen so far (``None`` before the first step).
+        perturbation: the perturbation family's string form (``"dense"``, ``"lowrank:1"``).
+        noise: the noise scheme (``"mt19937"``, ``"philox"``). A state saved before these two
+            fields existed ran dense ``"mt19937"`` noise, and loads as such.
 
     Example:
         >>> state = ESState(generation=3, seed=0, sigma=0.1, n_samples=8, obj_weights=(1.0,),
@@ -45,6 +49,8 @@ class ESState:
     obj_weights: tuple[float, ...]
     shaping: str
     n_objectives: int | None = None
+    perturbation: str = "dense"
+    noise: str = "mt19937"
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values only (loadable with ``torch.load(weights_only=True)``)."""
@@ -55,15 +61,23 @@ class ESState:
     @classmethod
     def from_dict(cls, state: dict[str, Any], current: ESState) -> ESState:
         """The state saved in ``state`` (keys missing from an older file keep ``current``'s
-        values, except the required ones), validated as the constructor validates arguments."""
+        values, except the required ones and the perturbation family: a file without it ran
+        dense MT19937 noise), validated as the constructor validates arguments."""
         missing = [key for key in REQUIRED if key not in state]
         if missing:
             raise KeyError(f"ESOptimizer state_dict lacks {sorted(missing)}")
         generation = state["generation"]
         if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
             raise ValueError(f"generation must be an int >= 0, got {generation!r}")
+        # a state without the keys predates the families: it ran dense, per-pair MT19937 noise
+        family = make_perturbation(
+            state.get("perturbation", "dense"),
+            state.get("noise", "mt19937" if "perturbation" not in state else None),
+        )
         return replace(
             current,
+            perturbation=family.spec,
+            noise=family.noise,
             generation=int(generation),
             seed=check_seed(state["seed"]),
             sigma=check_sigma(state["sigma"]),

@@ -97,6 +97,8 @@ class StepMessages:
             "names": population.names,
             "shapes": population.shapes,
             "center": population.center.detach().cpu(),
+            "family": population.family,
+            "tensor_ids": population.tensor_ids,
             "generation_state": generation_state,
             "samples": samples,
         }

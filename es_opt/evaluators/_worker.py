@@ -95,6 +95,8 @@ class WorkerState:
             names=message["names"],
             shapes=message["shapes"],
             center=center,
+            family=message["family"],
+            tensor_ids=message["tensor_ids"],
         )
         with torch.no_grad():
             for name, value in message["tensors"].items():

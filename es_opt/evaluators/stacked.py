@@ -8,7 +8,10 @@ MLPs becomes a handful of batched matrix products. A plain MLP (an ``nn.Linear``
 its forward pass is a chain of ``matmul``/``baddbmm`` calls on the stacked weights, planned once
 per :class:`StackedModel`, with the layers before the first perturbed one computed once for all
 members. That is the same arithmetic at a fraction of ``vmap``'s fixed cost per call (hundreds of
-µs), which matters when a rollout calls the population once per time step.
+µs), which matters when a rollout calls the population once per time step. With low-rank
+perturbations (:class:`~es_opt.perturbations.LowRank`) the MLP path stacks no weights at all: each
+layer is one product with the shared center weight over every member's inputs plus a rank-r
+correction per member (:func:`~es_opt.perturbations.low_rank_linear`).
 
 Some modules cannot run under ``vmap`` (recurrent layers, BatchNorm or Dropout in training mode,
 modules with data-dependent Python control flow or ``.item()``). Calling a :class:`StackedModel`
@@ -26,7 +29,9 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..model import Model
+from ..perturbations import LowRank
 from ..population import Population
+from ._low_rank_plan import low_rank_linear_step
 
 __all__ = ["ACTIVATION_BUDGET", "StackedModel", "VectorizationError", "mlp_layers"]
 
@@ -119,13 +124,16 @@ class _MLPPlan:
     has been applied (computed once for every member) and ``[B, N, d]`` after."""
 
     def __init__(
-        self, layers: list[tuple[str, nn.Module]], stacked: dict, shared: dict, container: bool
+        self,
+        layers: list[tuple[str, nn.Module]],
+        linear_step: Callable[[str, nn.Module], Callable[[torch.Tensor, slice], torch.Tensor]],
+        container: bool,
     ):
         self.steps: list[Callable[[torch.Tensor, slice], torch.Tensor]] = []
         self.widths: list[int] = []  # output elements per input row of each module
         for prefix, module in layers:
             if type(module) is nn.Linear:
-                self.steps.append(_linear_step(prefix, module, stacked, shared))
+                self.steps.append(linear_step(prefix, module))
                 self.widths.append(module.out_features)
             else:
                 act = ACTIVATIONS[type(module)]
@@ -191,20 +199,51 @@ class StackedModel:
         self.model = model
         self.population = population
         self.indices = list(indices)
-        self.stacked = population.unflatten(population.stacked_parameters(self.indices))
         net = model.net
+        selected = set(population.names)
         self.shared = {
-            name: param.detach()
-            for name, param in net.named_parameters()
-            if name not in self.stacked
+            name: param.detach() for name, param in net.named_parameters() if name not in selected
         }
         self.shared.update(dict(net.named_buffers()))
+        self._stacked: dict[str, torch.Tensor] | None = None
         layers = mlp_layers(net)
-        self._plan = (
-            None
-            if layers is None
-            else _MLPPlan(layers, self.stacked, self.shared, type(net) is nn.Sequential)
-        )
+        container = type(net) is nn.Sequential
+        if layers is None:
+            self._plan = None
+        elif isinstance(population.family, LowRank):  # shared base, no stacked weights
+            for index in self.indices:
+                population._check_index(index)
+            center = population.unflatten(population.center)
+            pairs = sorted({index // 2 for index in self.indices})
+            row_of = {pair: row for row, pair in enumerate(pairs)}
+            noise = dict(zip(population.names, population.noise(pairs), strict=True))
+            rows = [row_of[index // 2] for index in self.indices]
+            scale = torch.tensor(
+                [population.sign(i) * population.sigma for i in self.indices],
+                dtype=population.center.dtype,
+                device=population.center.device,
+            )
+
+            def step(prefix: str, module: nn.Module):
+                return low_rank_linear_step(
+                    prefix, module, population.family, center, self.shared, noise, rows, scale
+                )
+
+            self._plan = _MLPPlan(layers, step, container)
+        else:
+            stacked, shared = self.stacked, self.shared
+            self._plan = _MLPPlan(
+                layers, lambda prefix, m: _linear_step(prefix, m, stacked, shared), container
+            )
+
+    @property
+    def stacked(self) -> dict[str, torch.Tensor]:
+        """The members' selected parameters, ``[B, *shape]`` each (built on first use: the
+        low-rank MLP path never needs them)."""
+        if self._stacked is None:
+            flat = self.population.stacked_parameters(self.indices)
+            self._stacked = self.population.unflatten(flat)
+        return self._stacked
 
     def __len__(self) -> int:
         return len(self.indices)
