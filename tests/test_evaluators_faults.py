@@ -213,6 +213,20 @@ def test_hanging_objective_times_out_and_the_next_step_works(tmp_path):
     es.close()
 
 
+def test_a_hang_inside_a_chunk_names_the_evaluation_that_hangs(tmp_path):
+    es = make_es(
+        "multiprocess",
+        n_workers=2,
+        eval_timeout=1.0,
+        objective=Faulty("sleep", marker=str(tmp_path / "m")),
+    )
+    arm(es, 3)  # the last of the first chunk (evaluations 0..3)
+    with pytest.raises(EvaluationError, match="evaluation 3 did not finish") as info:
+        es.gradient_step(batch(0))
+    assert info.value.index == 3
+    es.close()
+
+
 def descendants() -> set[int]:
     parents = {}
     for entry in os.listdir("/proc"):

@@ -105,8 +105,10 @@ def test_past_max_retries_a_killed_actor_fails_the_step_cleanly(cluster):
     run(es, 1)
     arm(es, 2)
     before = snapshot(es)
-    with pytest.raises(EvaluationError, match=r"actor died .*\(max_retries=0\)"):
+    with pytest.raises(EvaluationError, match=r"actor died .*\(max_retries=0\)") as info:
         es.gradient_step(batch(1))
+    # the dead actor's chunk (evaluations 0..3) ran again one per task to find the culprit
+    assert info.value.index == 2 and "while running evaluation 2," in str(info.value)
     assert_untouched(es, before)
     es.objective_fn.trigger = None
     es.gradient_step(batch(1))
