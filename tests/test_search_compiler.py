@@ -174,7 +174,7 @@ def test_compiled_class_and_generated_source_behave_as_the_rule(tmp_path):
     rule = load_rule("ligi")
     Compiled = compile_rule(rule, "FoundRule")
     namespace: dict = {}
-    exec(optimizer_source(rule, "FoundRule"), namespace)  # noqa: S102 - the module a user saves
+    exec(optimizer_source(rule, "FoundRule"), namespace)  # the module a user would save
     a, _ = trajectory(lambda ps: Compiled(ps, lr=0.01))
     b, _ = trajectory(lambda ps: namespace["FoundRule"](ps, lr=0.01))
     c, _ = trajectory(lambda ps: Ligi(ps, lr=0.01))
