@@ -96,7 +96,7 @@ def test_episode_seeds_derive_from_seed_and_generation():
     assert samples.seeds == tuple(derive_seed(7, ENV_STREAM, 3, k) for k in range(3))
     assert EpisodeSamples.for_generation(7, 4, 3).seeds[0] != samples.seeds[0]
     assert EpisodeSamples.for_generation(8, 3, 3).seeds[0] != samples.seeds[0]
-    with pytest.raises(ValueError, match="episodes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="episodes must be an int >= 1, got 0"):
         EpisodeSamples.for_generation(0, 0, episodes=0)
     with pytest.raises(ValueError, match="non-negative ints, got -1"):
         EpisodeSamples((1, -1))
@@ -105,7 +105,7 @@ def test_episode_seeds_derive_from_seed_and_generation():
 
 
 def test_episode_return_validates_its_arguments():
-    with pytest.raises(ValueError, match="episodes must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="episodes must be an int >= 1 or None, got int 0"):
         EpisodeReturn("CartPole-v1", episodes=0)
     with pytest.raises(ValueError, match="max_episode_steps must be a positive int, got -5"):
         EpisodeReturn("CartPole-v1", max_episode_steps=-5)

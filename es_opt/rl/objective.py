@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._validation import check_optional_int
 from ..objective import Objective
 from .envs import (
     EnvFactory,
@@ -36,7 +37,14 @@ class EpisodeReturn(Objective):
 
     Args:
         env: an environment id (``"CartPole-v1"``) or a factory returning a gymnasium ``Env``.
-        episodes: episodes per evaluation (when ``samples`` does not say).
+            The registration of an id (its ``EnvSpec``) travels with the objective, so an id
+            registered only in the main process (``gymnasium.register`` inside ``main()``) also
+            builds in worker processes; an entry point they cannot import (a module that exists
+            only in the main process) is a ``ValueError`` that says so.
+        episodes: episodes per evaluation. Given, it is never overridden: samples holding
+            another number of reset seeds are refused (``ValueError`` naming both numbers), and
+            :meth:`EpisodeSamples.for_optimizer` draws this many. ``None`` (default): as many as
+            the samples hold (1 with ``samples=None``).
         max_episode_steps: step cap per episode (default: the environment's own limit).
         action: ``"clip"`` or ``"tanh"`` for ``Box`` action spaces.
         normalize_observations: keep running observation statistics and feed the policy
@@ -77,7 +85,7 @@ class EpisodeReturn(Objective):
     def __init__(
         self,
         env: str | EnvFactory,
-        episodes: int = 1,
+        episodes: int | None = None,
         max_episode_steps: int | None = None,
         *,
         action: str = "clip",
@@ -89,8 +97,7 @@ class EpisodeReturn(Objective):
         max_batch: int | None = None,
         reward_shift: float = 0.0,
     ):
-        if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-            raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+        episodes = check_optional_int("episodes", episodes)
         if max_episode_steps is not None and (
             isinstance(max_episode_steps, bool)
             or not isinstance(max_episode_steps, int)
@@ -173,11 +180,19 @@ class EpisodeReturn(Objective):
 
     def _seeds(self, samples: Any) -> tuple[int, ...]:
         if samples is None:
-            return tuple(range(self.episodes))
+            return tuple(range(self.episodes or 1))
         if not isinstance(samples, EpisodeSamples):
             raise TypeError(
                 "EpisodeReturn needs EpisodeSamples (reset seeds) or None as samples, got "
                 f"{type(samples).__name__}"
+            )
+        if self.episodes is not None and samples.episodes != self.episodes:
+            raise ValueError(
+                f"EpisodeReturn was built with episodes={self.episodes} but the samples hold "
+                f"{samples.episodes} reset seed(s) (episodes={samples.episodes}): build them with "
+                f"EpisodeSamples.for_optimizer(es) (it follows the objective) or with "
+                f"episodes={self.episodes}, or leave EpisodeReturn's episodes unset to play as "
+                "many episodes as the samples hold"
             )
         return samples.seeds
 
