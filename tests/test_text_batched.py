@@ -22,6 +22,15 @@ transformers = pytest.importorskip("transformers")
 N_MEMBERS = 4
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is many times faster than several on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_gpt2(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)  # transformers initialises weights from the global generator
     config = transformers.GPT2Config(
