@@ -148,8 +148,9 @@ def test_the_error_of_the_lowest_index_is_reported_whatever_the_worker_count(bac
 
 def test_unusable_return_value_raises_like_serial(tmp_path):
     errors = []
-    for backend, name in (("serial", "s"), ("multiprocess", "p")):
-        es = make_es(backend, n_workers=2, objective=Faulty("junk", marker=str(tmp_path / name)))
+    for backend, options in (("serial", {}), ("multiprocess", {"n_workers": 2})):
+        marker = str(tmp_path / backend)
+        es = make_es(backend, objective=Faulty("junk", marker=marker), **options)
         arm(es, 4)
         before = snapshot(es)
         with pytest.raises(TypeError) as info:
