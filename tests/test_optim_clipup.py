@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from es_opt import ESOptimizer
 from es_opt.optim import ClipUp
 
 
@@ -139,3 +140,24 @@ def test_maximize_equals_the_negated_gradient_and_leaves_grad_alone():
         down.step()
         assert torch.equal(a, b)
         assert torch.equal(a.grad, grad)
+
+
+def test_as_the_es_inner_optimizer_it_climbs_the_fitness_at_bounded_speed():
+    net = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(2.0)
+
+    def fitness(model, samples):  # maximised at every parameter = 0.5
+        return -float(sum((p.detach() - 0.5).square().sum() for p in model.net.parameters()))
+
+    es = ESOptimizer(net, ClipUp(net.parameters(), lr=0.1), fitness, sigma=0.05, n_samples=20)
+    start = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    previous = start
+    for _ in range(12):
+        es.gradient_step()
+        now = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+        assert (now - previous).norm().item() <= 0.2 * (1 + 1e-6)  # max_speed = 2 lr
+        previous = now
+    # 12 steps of at most 0.2 towards the optimum, at distance 1.5 * sqrt(8) = 4.24
+    assert (start - 0.5).norm().item() - (previous - 0.5).norm().item() > 1.5
