@@ -16,7 +16,7 @@ import es_opt.training.checkpoint as checkpoint_module
 from es_opt import CheckpointError, ESOptimizer
 from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
 from tests.conftest import assert_same_params
-from tests.test_checkpoint import make_es
+from tests.test_checkpoint import Drifting, make_es
 
 DATA = Path(__file__).resolve().parent / "data"
 V1_FILE = DATA / "checkpoint_v1.pt"
@@ -206,3 +206,37 @@ def test_a_checkpoint_rewritten_with_torch_save_loads(tmp_path):
     checkpoint["config"]["run"] = "b"
     torch.save(checkpoint, path)
     assert load_checkpoint(path, make_es())["config"] == {"run": "b"}
+
+
+class Stricter(Drifting):
+    """Keeps its state under another key: a checkpoint of a Drifting run does not fit it."""
+
+    def state_dict(self):
+        return {"mean": self.count.clone()}
+
+    def load_state_dict(self, state):
+        self.count = state["mean"].clone()
+
+
+def test_a_state_that_fails_half_way_is_rolled_back_entirely(tmp_path):
+    """The inner optimizer's state loads before the objective's refuses its own: both are put
+    back, so the optimizer is exactly as before."""
+    path = saved(tmp_path)
+    es = make_es(seed=4)
+    es.objective_fn = es.evaluator.objective = Stricter()
+    es.fit(generations=2)
+    params = copy.deepcopy(es.model.net.state_dict())
+    state = copy.deepcopy(es.state_dict())
+    with pytest.raises(
+        CheckpointError, match=r"its state does not fit this ESOptimizer \(KeyError"
+    ):
+        load_checkpoint(path, es)
+    assert_same_params(params, es.model.net.state_dict())
+    after = es.state_dict()
+    assert after["generation"] == 2 and torch.equal(
+        after["objective"]["mean"], state["objective"]["mean"]
+    )
+    for key, values in state["optimizer"]["state"].items():
+        for name, value in values.items():
+            other = after["optimizer"]["state"][key][name]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other
