@@ -14,6 +14,7 @@ from .loop import Callback, fit
 from .model import Model, SamplingStrategy
 from .objective import Objective, Samples
 from .optimizer import ESOptimizer
+from .perturbations import Dense, LowRank, Perturbation
 from .population import Population
 from .result import StepResult
 from .supervised import (
@@ -36,6 +37,9 @@ __all__ = [
     "VectorizationError",
     "Callback",
     "CheckpointError",
+    "Dense",
+    "LowRank",
+    "Perturbation",
     "ESOptimizer",
     "Evaluation",
     "EvaluationError",
