@@ -1,0 +1,155 @@
+"""Searchers are seeded and resume from a checkpoint exactly; the family contains Adam."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from es_opt.search import ProgramOptimizer, canonical_hash, load_rule, parse_program
+from es_opt.search.evaluate import RuleResult, SuiteEvaluator
+from es_opt.search.evolution import RegularizedEvolution
+from es_opt.search.family import FamilySearch, family_program, family_values, logits_for
+from es_opt.search.mutation import mutate, random_program
+from es_opt.search.tasks import make_task
+
+
+def hashed_reward(programs):
+    """A cheap deterministic stand-in for training: a reward from the canonical hash."""
+    return [
+        RuleResult(int(canonical_hash(p)[:6], 16) / 16**6 - len(p.statements) / 50, "ok")
+        for p in programs
+    ]
+
+
+def tiny_evaluator():
+    task = make_task("ill_conditioned", steps=9)
+    return SuiteEvaluator({task.name: 1.0}, (task,), lrs=(0.01,), early_stopping=None)
+
+
+def test_evolution_is_seeded_and_improves():
+    runs = []
+    for seed in (0, 0, 1):
+        evolution = RegularizedEvolution(
+            hashed_reward, population_size=10, sample_size=3, seed=seed
+        )
+        evolution.run(max_evaluations=80)
+        runs.append([h["reward"] for h in evolution.history])
+    assert runs[0] == runs[1] != runs[2]
+    assert max(runs[0][10:]) > max(runs[0][:10])  # children beat the random population
+
+
+def test_evolution_resumes_from_a_checkpoint_exactly(tmp_path):
+    whole = RegularizedEvolution(
+        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
+    )
+    whole.run(max_evaluations=40)
+    first = RegularizedEvolution(
+        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
+    )
+    first.run(max_evaluations=20, checkpoint_path=tmp_path / "evo.json")
+    resumed = RegularizedEvolution(
+        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
+    )
+    resumed.load(tmp_path / "evo.json")
+    resumed.run(max_evaluations=40)
+    assert resumed.history == whole.history
+    assert str(resumed.best()[0]) == str(whole.best()[0])
+    other = RegularizedEvolution(hashed_reward, population_size=9, seed=5)
+    with pytest.raises(ValueError, match=r"checkpoint was saved with config \[8, 5, 2, 5\]"):
+        other.load(tmp_path / "evo.json")
+
+
+def test_evolution_arguments():
+    with pytest.raises(ValueError, match="sample_size must be in \\[1, population_size\\], got 30"):
+        RegularizedEvolution(hashed_reward, population_size=20, sample_size=30)
+    with pytest.raises(ValueError, match="give max_evaluations or budget_seconds"):
+        RegularizedEvolution(hashed_reward).run()
+
+
+def test_mutations_are_valid_seeded_and_change_the_rule():
+    rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(0)
+    parent = load_rule("adamw")
+    children = [mutate(parent, rng_a) for _ in range(30)]
+    assert [str(c) for c in children] == [str(mutate(parent, rng_b)) for _ in range(30)]
+    assert sum(str(c) != str(parent) for c in children) == 30
+    assert len(random_program(np.random.default_rng(1), 7).statements) == 7
+
+
+def test_family_contains_adam():
+    # beta1 = beta2 = 0.9, beta3 = 0.999, gamma -> 0, rho -> 1: Adam up to float32 round-off
+    phi = logits_for(0.9, 0.9, 0.999, 1e-12, 1 - 1e-12, 1e-2)
+    assert family_values(phi)["beta1"] == pytest.approx(0.9, rel=1e-6)
+    gen = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(50, generator=gen))
+    q = torch.nn.Parameter(p.detach().clone())
+    adam, rule = torch.optim.Adam([p], lr=1e-2), ProgramOptimizer([q], family_program(phi), lr=1e-2)
+    for _ in range(30):
+        p.grad = torch.randn(50, generator=gen)
+        q.grad = p.grad.clone()
+        adam.step()
+        rule.step()
+    torch.testing.assert_close(q, p, rtol=0, atol=1e-6)
+
+
+def test_family_with_gamma_one_is_lion_up_to_eps():
+    phi = logits_for(0.9, 0.99, 0.5, 1 - 1e-12, 0.5, 1e-2)
+    gen = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(50, generator=gen))
+    q = torch.nn.Parameter(p.detach().clone())
+    lion, rule = (
+        ProgramOptimizer([p], load_rule("lion"), lr=1e-2),
+        ProgramOptimizer([q], family_program(phi), lr=1e-2),
+    )
+    for _ in range(10):
+        p.grad = torch.randn(50, generator=gen)
+        q.grad = p.grad.clone()
+        lion.step()
+        rule.step()
+    torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_family_search_resumes_exactly(tmp_path):
+    a = FamilySearch(tiny_evaluator(), n_samples=2, seed=0)
+    a.run(generations=1, checkpoint_path=tmp_path / "family.pt")
+    b = FamilySearch(tiny_evaluator(), n_samples=2, seed=0)
+    b.load(tmp_path / "family.pt")
+    a.run(generations=1)
+    b.run(generations=1)
+    assert torch.equal(a.phi, b.phi)
+    assert a.history == b.history and len(a.history) == 2
+    assert not torch.equal(a.phi, torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, -2.0]))
+
+
+@pytest.mark.slow
+def test_es_agent_resumes_exactly_and_keeps_the_best_rule(tmp_path):
+    from es_opt.search.agent import ESAgentSearch
+
+    def make():
+        return ESAgentSearch(
+            tiny_evaluator(),
+            load_rule("sgd_momentum"),
+            tmp_path / "cache",
+            max_edits=2,
+            n_samples=2,
+            seed=0,
+        )
+
+    a = make()
+    a.run(generations=1, checkpoint_path=tmp_path / "agent.pt")
+    b = make()
+    b.load(tmp_path / "agent.pt")
+    a.run(generations=1)
+    b.run(generations=1)
+    assert a.history == b.history
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.policy.parameters(), b.policy.parameters(), strict=True)
+    )
+    reward, text = a.best
+    assert (
+        reward
+        == tiny_evaluator()(
+            __import__("es_opt.search", fromlist=["parse_program"]).parse_program(text)
+        ).reward
+    )
