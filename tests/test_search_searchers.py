@@ -147,9 +147,4 @@ def test_es_agent_resumes_exactly_and_keeps_the_best_rule(tmp_path):
         torch.equal(x, y) for x, y in zip(a.policy.parameters(), b.policy.parameters(), strict=True)
     )
     reward, text = a.best
-    assert (
-        reward
-        == tiny_evaluator()(
-            __import__("es_opt.search", fromlist=["parse_program"]).parse_program(text)
-        ).reward
-    )
+    assert reward == tiny_evaluator()(parse_program(text)).reward
