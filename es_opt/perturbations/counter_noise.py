@@ -136,16 +136,18 @@ def _rounds(
         work = torch.empty(4, 2, n, dtype=torch.int64, device=flipped.device)
     product, swapped = work[0, :, :n], work[1, :, :n]
     lows = (work[2, :, :n], work[3, :, :n])
+    # the lane swap as two row copies between views made once (no indexing inside the loop)
+    moves = ((swapped[0], product[1]), (swapped[1], product[0]))
     for r in range(rounds):
         torch.mul(flipped, multipliers, out=product)  # (M1·c2, M0·c0): hi and lo in 64 bits
         low = lows[r % 2]
         torch.bitwise_and(product, MASK32, out=low)
-        product.bitwise_right_shift_(32).bitwise_and_(MASK32)
+        torch.bitwise_right_shift(product, 32, out=product).bitwise_and_(MASK32)
         product.bitwise_xor_(odds).bitwise_xor_(keys[r])  # (hi1 ⊕ c1 ⊕ k0, hi0 ⊕ c3 ⊕ k1)
         odds = low  # (lo1, lo0)
         if r + 1 < rounds:
-            swapped[0].copy_(product[1])
-            swapped[1].copy_(product[0])
+            for target, source in moves:
+                target.copy_(source)
             flipped = swapped
     return product, odds
 
@@ -179,6 +181,27 @@ def _check_word(name: str, value: int) -> int:
 
 CHUNK_BLOCKS = 1 << 14
 """Philox blocks computed per pass: the int64 intermediates (a few × 256 KiB) stay in cache."""
+
+
+def _layout(
+    blocks: tuple[int, ...], tensor_ids: tuple[int, ...], rows: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The counter words of ``rows`` pair rows that do not depend on the pair: for every block,
+    its index within its tensor and its tensor's id (cached for small layouts)."""
+    if rows * sum(blocks) <= CHUNK_BLOCKS:
+        return _small_layout(blocks, tensor_ids, rows, device)
+    return _build_layout(blocks, tensor_ids, rows, device)
+
+
+def _build_layout(blocks, tensor_ids, rows, device):
+    block_word = torch.cat([torch.arange(b, dtype=torch.int64) for b in blocks])
+    tensor_word = torch.repeat_interleave(
+        torch.tensor(tensor_ids, dtype=torch.int64), torch.tensor(blocks, dtype=torch.int64)
+    )
+    return block_word.repeat(rows).to(device), tensor_word.repeat(rows).to(device)
+
+
+_small_layout = functools.lru_cache(maxsize=64)(_build_layout)
 
 
 def counter_normals(
@@ -231,22 +254,17 @@ def counter_normals(
     buffer = torch.empty(n_pairs, 4 * total, dtype=dtype, device=device)
     if total and n_pairs:
         key = philox_key(int(seed))
-        # per block of a pair row: (block within its tensor, tensor id)
-        block_word = torch.cat([torch.arange(b, dtype=torch.int64) for b in blocks]).to(device)
-        tensor_word = torch.repeat_interleave(
-            torch.tensor(tensor_ids, dtype=torch.int64), torch.tensor(blocks, dtype=torch.int64)
-        ).to(device)
-        pairs_t = pairs_t.to(device)
         work = torch.empty(
             4, 2, min(CHUNK_BLOCKS, total * n_pairs), dtype=torch.int64, device=device
         )
         if total <= CHUNK_BLOCKS:  # several whole pair rows per pass
             rows = min(n_pairs, max(1, CHUNK_BLOCKS // total))
             n = rows * total
-            fixed = torch.stack([block_word.repeat(rows), tensor_word.repeat(rows)])
-            odds = torch.stack([fixed[1], torch.full_like(fixed[1], generation)])
+            block_word, tensor_word = _layout(tuple(blocks), tuple(tensor_ids), rows, device)
+            odds = torch.stack([tensor_word, torch.full_like(tensor_word, generation)])
             flipped = torch.empty(2, n, dtype=torch.int64, device=device)
-            flipped[1] = fixed[0]
+            flipped[1] = block_word
+            pairs_t = pairs_t.to(device)
             for start in range(0, n_pairs, rows):
                 count = min(rows, n_pairs - start) * total
                 flipped[0, :count].view(-1, total).copy_(
@@ -256,11 +274,12 @@ def counter_normals(
                 words = _rounds(flipped[:, :count], odds[:, :count], key, 10, work)
                 _box_muller(*words, dtype, out)
         else:  # one pair row in several passes
-            for row in range(n_pairs):
+            block_word, tensor_word = _layout(tuple(blocks), tuple(tensor_ids), 1, device)
+            for row, pair in enumerate(pairs_t.tolist()):
                 for start in range(0, total, CHUNK_BLOCKS):
                     stop = min(total, start + CHUNK_BLOCKS)
                     c0, c1 = block_word[start:stop], tensor_word[start:stop]
-                    flipped = torch.stack([torch.full_like(c0, int(pairs_t[row])), c0])
+                    flipped = torch.stack([torch.full_like(c0, pair), c0])
                     odds = torch.stack([c1, torch.full_like(c1, generation)])
                     out = buffer[row, 4 * start : 4 * stop].view(-1, 4)
                     _box_muller(*_rounds(flipped, odds, key, 10, work), dtype, out)
