@@ -12,7 +12,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["collect_grads", "global_grad_norm", "prepare_grads"]
+__all__ = ["closure_loss", "collect_grads", "global_grad_norm", "prepare_grads"]
+
+
+def closure_loss(closure: Any) -> Any:
+    """Runs a step's ``closure`` with gradients enabled (the step itself runs under ``no_grad``) and
+    returns its loss, or ``None`` without a closure, as torch's optimizers do."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 def collect_grads(group: dict[str, Any], name: str) -> tuple[list[Tensor], list[Tensor]]:

@@ -10,7 +10,7 @@ from torch.optim.optimizer import ParamsT
 
 from ._checked_optimizer import CheckedOptimizer
 from ._checks import check_lr, check_optional_positive, check_unit_interval
-from ._grads import collect_grads, prepare_grads
+from ._grads import closure_loss, collect_grads, prepare_grads
 from ._kernels import clipup_update
 
 __all__ = ["ClipUp"]
@@ -99,10 +99,7 @@ class ClipUp(CheckedOptimizer):
         Returns:
             The loss returned by ``closure``, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             params, grads = collect_grads(group, "ClipUp")
             if not params:

@@ -11,7 +11,7 @@ from torch.optim.optimizer import ParamsT
 from ._buckets import scratch_of
 from ._checked_optimizer import CheckedOptimizer
 from ._checks import check_betas, check_lr, check_non_negative, check_unit_interval
-from ._grads import collect_grads, prepare_grads
+from ._grads import closure_loss, collect_grads, prepare_grads
 from ._kernels import ligi_update
 
 __all__ = ["Ligi"]
@@ -118,10 +118,7 @@ class Ligi(CheckedOptimizer):
         Returns:
             The loss returned by ``closure``, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         scratch = scratch_of(self)
         for group in self.param_groups:
             params, grads = collect_grads(group, "Ligi")

@@ -18,7 +18,7 @@ from ._checks import (
     check_positive_int,
     check_unit_interval,
 )
-from ._grads import collect_grads, global_grad_norm, prepare_grads
+from ._grads import closure_loss, collect_grads, global_grad_norm, prepare_grads
 from ._kernels import lookahead_sync, radam_update
 
 __all__ = ["RangerLite"]
@@ -202,10 +202,7 @@ class RangerLite(CheckedOptimizer):
         Returns:
             The loss returned by ``closure``, or ``None``.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         work = [(group, *collect_grads(group, "RangerLite")) for group in self.param_groups]
         total_norm = None
