@@ -100,9 +100,7 @@ def main() -> None:
             def report(s, records):
                 if len(s.history) % 50 < len(records):
                     best_reward, rate = s.best()[1], evaluations.hit_rate
-                    print(
-                        f"evaluations {len(s.history)}: best {best_reward:.3f}, cache hits {rate:.2f}"
-                    )
+                    print(f"evaluations {len(s.history)}: best {best_reward:.3f}, hits {rate:.2f}")
 
             search.run(
                 budget_seconds=args.budget_seconds, callback=report, checkpoint_path=checkpoint
