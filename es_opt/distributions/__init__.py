@@ -32,6 +32,7 @@ from .schedules import (
     make_schedule,
 )
 from .snes import SNES, nes_utilities, snes_step
+from .step import search_step
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -52,6 +53,7 @@ __all__ = [
     "nes_utilities",
     "openai_es_gradient",
     "pgpe_step",
+    "search_step",
     "snes_step",
 ]
 
