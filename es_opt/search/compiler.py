@@ -321,7 +321,7 @@ class ProgramOptimizer(Optimizer):
         args = kept[plan.final]
         scale, operand, source = lr, None, None
         if s.op in ("div", "mul") and isinstance(args[1], float) and not isinstance(args[0], float):
-            scale = lr / args[1] if s.op == "div" else lr * args[1]
+            scale = evaluate_scalar(s.op, (lr, args[1]))  # IEEE: a zero divisor gives inf
             operand, source = args[0], plan.producer[plan.final][0]
         elif s.op == "mul" and isinstance(args[0], float) and not isinstance(args[1], float):
             scale, operand, source = lr * args[0], args[1], plan.producer[plan.final][1]

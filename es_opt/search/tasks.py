@@ -105,7 +105,7 @@ class TaskRun:
                 loss.backward()
             try:
                 optimizer.step()
-            except (RuntimeError, ValueError, OverflowError):
+            except (RuntimeError, ValueError, ArithmeticError):
                 self.failed = True
 
     def loss(self) -> float:
