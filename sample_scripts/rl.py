@@ -14,9 +14,10 @@ learning curve (curve.png) to ``--out/<env>``, and prints the final evaluation.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,7 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.cli import run_main
-from es_opt.optim import Ligi, RangerLite
+from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
 from es_opt.rl import EpisodeReturn, EpisodeSamples, greedy_returns
 from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
 from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
@@ -101,23 +101,46 @@ PRESETS: dict[str, dict] = {
         target=325.0,
     ),
 }
-DEFAULTS = dict(
-    optimizer="rangerlite",
-    reward_shift=0.0,
-    shaping="centered_ranks",
-    momentum=0.9,
-    policy="mlp",
-    hidden=32,
-    sigma=0.1,
-    n_samples=40,
-    lr=0.02,
-    betas=None,
-    normalize=True,
-    target=None,
-    backend="serial",
-    action="clip",
-)
-OPTIMIZERS = ("rangerlite", "adam", "sgd", "ligi")
+BACKENDS = ("serial", "multiprocess", "ray")
+STRATEGIES = tuple(s.value for s in es_opt.SamplingStrategy)
+
+
+@dataclass
+class Args:
+    env: str = arg("CartPole-v1", "gymnasium environment id (selects the preset)")
+    seed: int = arg(0, "seed of the whole run")
+    sigma: float = arg(0.1, "perturbation standard deviation")
+    n_samples: int = arg(40, "evaluations per generation (even)")
+    lr: float = arg(0.02, "learning rate of the inner optimizer")
+    generations: int = arg(1000, "most generations to run")
+    time_limit: float | None = arg(None, "stop training after this many seconds")
+    optimizer: str = arg("rangerlite", "inner optimizer", choices=OPTIMIZERS)
+    momentum: float = arg(0.9, "momentum of --optimizer sgd or clipup")
+    betas: tuple[float, float] | None = arg(None, "betas of --optimizer rangerlite")
+    shaping: str = arg("centered_ranks", "centered_ranks, z_score, raw or top_pairs(k) (ARS)")
+    strategy: str = arg("all", "which layers each generation perturbs", choices=STRATEGIES)
+    backend: str = arg("serial", "where evaluations run", choices=BACKENDS)
+    workers: int | None = arg(None, "worker processes (multiprocess, ray)")
+    policy: str = arg("mlp", "policy network", choices=("linear", "mlp"))
+    hidden: int = arg(32, "hidden units of the mlp policy")
+    episodes: int = arg(1, "episodes per evaluation")
+    max_episode_steps: int | None = arg(None, "step cap of training episodes")
+    reward_shift: float = arg(0.0, "added to every training reward (ARS's; not in evaluation)")
+    normalize: bool = arg(True, "observation normalisation")
+    action: str = arg("clip", "mapping of Box actions", choices=("clip", "tanh"))
+    vectorize: bool = arg(True, "all evaluations' episodes in one batched rollout")
+    target: float | None = arg(
+        None, "solved at this mean greedy return (default: the env's threshold)"
+    )
+    eval_episodes: int = arg(10, "greedy evaluation episodes")
+    eval_every: int = arg(10, "evaluate at least this often")
+    out: Path = arg(Path("runs/rl"), "output folder")
+    resume: Path | None = arg(None, "continue the run saved in this checkpoint")
+    eval_only: Path | None = arg(None, "evaluate (and --render) a saved policy")
+    render: Path | None = arg(None, "save an animation of the trained policy (.gif)")
+    quiet: bool = arg(False, "no progress bar")
+
+
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
@@ -125,58 +148,12 @@ RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
 )  # fmt: skip
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--env", default="CartPole-v1", help="gymnasium environment id")
-    p.add_argument("--seed", type=int, default=0, help="seed of the whole run")
-    p.add_argument("--sigma", type=float, help="perturbation standard deviation")
-    p.add_argument("--n-samples", type=int, help="evaluations per generation (even)")
-    p.add_argument("--lr", type=float, help="learning rate of the inner optimizer")
-    p.add_argument("--generations", type=int, default=1000, help="most generations to run")
-    p.add_argument("--time-limit", type=float, help="stop training after this many seconds")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="inner optimizer (default: rangerlite)")
-    p.add_argument("--momentum", type=float, help="momentum of --optimizer sgd (default: 0.9)")
-    p.add_argument(
-        "--shaping",
-        help="fitness shaping: centered_ranks (default), z_score, raw or top_pairs(k) (ARS)",
-    )
-    p.add_argument(
-        "--strategy", choices=[s.value for s in es_opt.SamplingStrategy], default="all",
-        help="which layers each generation perturbs",
-    )  # fmt: skip
-    p.add_argument(
-        "--backend", choices=("serial", "multiprocess", "ray"),
-        help="where evaluations run (default: serial; multiprocess for MuJoCo tasks)",
-    )  # fmt: skip
-    p.add_argument("--workers", type=int, help="worker processes (multiprocess, ray)")
-    p.add_argument("--policy", choices=("linear", "mlp"), help="policy network")
-    p.add_argument("--hidden", type=int, help="hidden units of the mlp policy")
-    p.add_argument("--episodes", type=int, default=1, help="episodes per evaluation")
-    p.add_argument("--max-episode-steps", type=int, help="step cap of training episodes")
-    p.add_argument(
-        "--reward-shift", type=float,
-        help="added to every training reward (ARS's shift; evaluation uses the real rewards)",
-    )  # fmt: skip
-    p.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="obs. normalisation")
-    p.add_argument("--action", choices=("clip", "tanh"), help="Box action mapping (default: clip)")
-    p.add_argument("--no-vectorize", action="store_true", help="one evaluation at a time")
-    p.add_argument("--target", type=float, help="mean greedy return that counts as solved")
-    p.add_argument("--eval-episodes", type=int, default=10, help="greedy evaluation episodes")
-    p.add_argument("--eval-every", type=int, default=10, help="evaluate at least this often")
-    p.add_argument("--out", type=Path, default=Path("runs/rl"), help="output folder")
-    p.add_argument("--resume", type=Path, help="continue the run saved in this checkpoint")
-    p.add_argument("--eval-only", type=Path, help="evaluate (and --render) a saved policy")
-    p.add_argument("--render", type=Path, help="save an animation of the trained policy (.gif)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    preset = {**DEFAULTS, **PRESETS.get(args.env, {})}
-    for key, value in preset.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    return args
+def parse_args(argv: list[str] | None = None) -> Args:
+    """The flags; a flag not given takes the --env preset's value, else the field's default."""
+    return parse_config(Args, argv, description=__doc__, presets=PRESETS, preset_by="env")
 
 
-def build_net(args: argparse.Namespace, obs_dim: int, n_outputs: int) -> nn.Module:
+def build_net(args: Args, obs_dim: int, n_outputs: int) -> nn.Module:
     torch.manual_seed(args.seed)  # the initial weights are part of the run's seed
     if args.policy == "linear":
         net = nn.Linear(obs_dim, n_outputs)
@@ -191,33 +168,23 @@ def build_net(args: argparse.Namespace, obs_dim: int, n_outputs: int) -> nn.Modu
     return net
 
 
-def build_optimizer(
-    name: str, params, lr: float, betas=None, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    if name == "rangerlite":  # the preset's betas are tuned for it
-        return RangerLite(params, lr=lr, **({} if betas is None else {"betas": tuple(betas)}))
-    if name == "ligi":
-        return Ligi(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum)
-
-
-def build(args: argparse.Namespace):
+def build(args: Args):
     objective = EpisodeReturn(
         args.env,
         episodes=args.episodes,
         max_episode_steps=args.max_episode_steps,
         action=args.action,
         normalize_observations=args.normalize,
-        vectorize=not args.no_vectorize,
+        vectorize=args.vectorize,
         reward_shift=args.reward_shift,
     )
     net = build_net(args, objective.obs_dim, objective.action_map.n_outputs)
     model = es_opt.Model(net, strategy=args.strategy)
     es = es_opt.ESOptimizer(
         model,
-        build_optimizer(args.optimizer, net.parameters(), args.lr, args.betas, args.momentum),
+        build_optimizer(
+            args.optimizer, net.parameters(), args.lr, betas=args.betas, momentum=args.momentum
+        ),
         objective_fn=objective,
         sigma=args.sigma,
         n_samples=args.n_samples,
@@ -229,7 +196,7 @@ def build(args: argparse.Namespace):
     return objective, net, es
 
 
-def target_of(args: argparse.Namespace, objective: EpisodeReturn) -> float | None:
+def target_of(args: Args, objective: EpisodeReturn) -> float | None:
     if args.target is not None:
         return args.target
     probe = objective.make_env()
@@ -260,7 +227,7 @@ class SolvedCheck(Callback):
         return self.solved
 
 
-def check_render(args: argparse.Namespace, objective: EpisodeReturn) -> None:
+def check_render(args: Args, objective: EpisodeReturn) -> None:
     """Fails before training when rendering cannot work (missing extra)."""
     import gymnasium as gym
 
@@ -332,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args, objective, net, es, out: Path, seeds, target) -> None:
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    config = dataclasses.asdict(args)  # paths are saved as strings
     check = SolvedCheck(objective, net, args.env, seeds, target, args.eval_every)
     start = time.perf_counter()
     callbacks: list[Callback] = [check, CSVLogger(out / "log.csv")]

@@ -15,93 +15,67 @@ CSV log and a learning curve under ``--out``.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import es_opt
-from es_opt.cli import run_main
+from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
 from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
 from es_opt.supervised.datasets import load_digits, load_mnist
 from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
 from es_opt.training.checkpoint import load_checkpoint
 
 MILESTONE = 0.96  # the test accuracy whose first crossing is reported (and benchmarked)
+BACKENDS = ("serial", "multiprocess", "ray")
 
 
 @dataclass
 class Args:
-    seed: int = field(default=0, metadata={"help": "seed of the run (weights, noise, batches)"})
-    data_dir: str = field(
-        default="", metadata={"help": "folder of MNIST IDX files (default: digits)"}
-    )
-    model: str = field(default="mlp", metadata={"help": "mlp or cnn"})
-    hidden: int = field(default=64, metadata={"help": "hidden units of the mlp"})
-    activation: str = field(default="tanh", metadata={"help": "tanh or relu (mlp)"})
-    objective: str = field(default="accuracy", metadata={"help": "accuracy or cross_entropy"})
-    l1_weight: float = field(default=0.0, metadata={"help": "> 0: also minimise the L1 norm"})
-    sigma: float = field(default=0.1, metadata={"help": "perturbation standard deviation"})
-    n_samples: int = field(default=200, metadata={"help": "evaluations per generation (even)"})
-    lr: float = field(default=0.05, metadata={"help": "learning rate of the inner optimizer"})
-    lr_final: float = field(
-        default=0.1, metadata={"help": "cosine decay of lr to lr*LR_FINAL over --decay-generations"}
-    )
-    decay_generations: int = field(
-        default=150, metadata={"help": "length of the lr decay (then lr stays at its final value)"}
-    )
-    optimizer: str = field(default="adam", metadata={"help": "rangerlite, adam, sgd or ligi"})
-    batch_size: int = field(default=0, metadata={"help": "examples per generation (0: all)"})
-    generations: int = field(default=150, metadata={"help": "generations to run"})
-    target: float = field(default=0.0, metadata={"help": "stop at this test accuracy (0: never)"})
-    eval_every: int = field(default=5, metadata={"help": "test the center every N generations"})
-    backend: str = field(default="serial", metadata={"help": "serial, multiprocess or ray"})
-    workers: int = field(default=0, metadata={"help": "workers of the parallel backends (0: auto)"})
-    max_batch: int = field(default=0, metadata={"help": "members per batched call (0: auto)"})
-    no_vectorize: bool = field(default=False, metadata={"help": "evaluate one member at a time"})
-    out: str = field(
-        default="runs/supervised", metadata={"help": "folder for the checkpoint, log and curve"}
-    )
-    resume: str = field(default="", metadata={"help": "continue the run saved in this checkpoint"})
-    checkpoint_every: int = field(default=10, metadata={"help": "save a checkpoint every N gens"})
-    quiet: bool = field(default=False, metadata={"help": "no progress bar"})
+    seed: int = arg(0, "seed of the run (weights, noise, batches)")
+    data_dir: str = arg("", "folder of MNIST IDX files (default: digits)")
+    model: str = arg("mlp", "network", choices=("mlp", "cnn"))
+    hidden: int = arg(64, "hidden units of the mlp")
+    activation: str = arg("tanh", "activation of the mlp", choices=("tanh", "relu"))
+    objective: str = arg("accuracy", "what ES maximises", choices=("accuracy", "cross_entropy"))
+    l1_weight: float = arg(0.0, "> 0: also minimise the L1 norm")
+    sigma: float = arg(0.1, "perturbation standard deviation")
+    n_samples: int = arg(200, "evaluations per generation (even)")
+    lr: float = arg(0.05, "learning rate of the inner optimizer")
+    lr_final: float = arg(0.1, "cosine decay of lr to lr*LR_FINAL over --decay-generations")
+    decay_generations: int = arg(150, "length of the lr decay (then lr stays at its final value)")
+    optimizer: str = arg("adam", "inner optimizer", choices=OPTIMIZERS)
+    momentum: float = arg(0.9, "momentum of --optimizer sgd or clipup")
+    betas: tuple[float, float] = arg((0.9, 0.9), "betas of --optimizer rangerlite")
+    batch_size: int = arg(0, "examples per generation (0: all)")
+    generations: int = arg(150, "generations to run")
+    target: float = arg(0.0, "stop at this test accuracy (0: never)")
+    eval_every: int = arg(5, "test the center every N generations")
+    backend: str = arg("serial", "where evaluations run", choices=BACKENDS)
+    workers: int = arg(0, "workers of the parallel backends (0: auto)")
+    max_batch: int = arg(0, "members per batched call (0: auto)")
+    vectorize: bool = arg(True, "evaluate the members in batched calls (torch.func.vmap)")
+    out: str = arg("runs/supervised", "folder for the checkpoint, log and curve")
+    resume: str = arg("", "continue the run saved in this checkpoint")
+    checkpoint_every: int = arg(10, "save a checkpoint every N generations")
+    quiet: bool = arg(False, "no progress bar")
 
-
-CHOICES = {
-    "model": ("mlp", "cnn"),
-    "objective": ("accuracy", "cross_entropy"),
-    "activation": ("tanh", "relu"),
-    "optimizer": ("rangerlite", "adam", "sgd", "ligi"),
-    "backend": ("serial", "multiprocess", "ray"),
-}
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lr_final <= 1.0:
+            raise ValueError(
+                f"--lr-final must be in [0, 1] (a fraction of --lr), got {self.lr_final}"
+            )
+        if self.decay_generations < 1:
+            raise ValueError(f"--decay-generations must be >= 1, got {self.decay_generations}")
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    for f in dataclasses.fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, action="store_true", help=f.metadata["help"])
-        else:
-            kind = {"int": int, "float": float, "str": str}[f.type]
-            parser.add_argument(
-                flag, type=kind, default=f.default, choices=CHOICES.get(f.name),
-                help=f"{f.metadata['help']} (default: {f.default!r})",
-            )  # fmt: skip
-    args = Args(**vars(parser.parse_args(argv)))
-    if not 0.0 <= args.lr_final <= 1.0:
-        raise ValueError(f"--lr-final must be in [0, 1] (a fraction of --lr), got {args.lr_final}")
-    if args.decay_generations < 1:
-        raise ValueError(f"--decay-generations must be >= 1, got {args.decay_generations}")
-    return args
+    return parse_config(Args, argv, description=__doc__)
 
 
 def build_net(args: Args, n_features: int, n_classes: int) -> nn.Module:
@@ -122,24 +96,31 @@ def build_net(args: Args, n_features: int, n_classes: int) -> nn.Module:
     )
 
 
-def build_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
-    from es_opt.optim import Ligi, RangerLite
-
-    makers = {
-        "rangerlite": lambda: RangerLite(params, lr=lr, betas=(0.9, 0.9)),
-        "ligi": lambda: Ligi(params, lr=lr),
-        "adam": lambda: torch.optim.Adam(params, lr=lr),
-        "sgd": lambda: torch.optim.SGD(params, lr=lr, momentum=0.9),
-    }
-    return makers[name]()
-
-
 def build_objective(args: Args):
-    options = dict(max_batch=args.max_batch or None, vectorize=not args.no_vectorize)
+    options = dict(max_batch=args.max_batch or None, vectorize=args.vectorize)
     main = Accuracy(**options) if args.objective == "accuracy" else NegativeCrossEntropy(**options)
     if args.l1_weight > 0:
         return MultiObjective(main, L1Norm(**options)), [1.0, -args.l1_weight]
     return main, [1.0]
+
+
+def build(args: Args, n_features: int, n_classes: int) -> es_opt.ESOptimizer:
+    net = build_net(args, n_features, n_classes)
+    objective, weights = build_objective(args)
+    optimizer = build_optimizer(
+        args.optimizer, net.parameters(), args.lr, betas=args.betas, momentum=args.momentum
+    )
+    return es_opt.ESOptimizer(
+        es_opt.Model(net),
+        optimizer,
+        objective_fn=objective,
+        obj_weights=weights,
+        sigma=args.sigma,
+        n_samples=args.n_samples,
+        n_workers=args.workers or None,
+        seed=args.seed,
+        backend=args.backend,
+    )
 
 
 class CosineLR(Callback):
@@ -185,20 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         train, test = load_mnist(args.data_dir)
     else:
         train, test = load_digits(seed=0)  # a fixed split: runs with different seeds compare
-    n_classes = int(train.targets.max()) + 1
-    net = build_net(args, train.inputs.shape[1], n_classes)
-    objective, weights = build_objective(args)
-    es = es_opt.ESOptimizer(
-        es_opt.Model(net),
-        build_optimizer(args.optimizer, net.parameters(), args.lr),
-        objective_fn=objective,
-        obj_weights=weights,
-        sigma=args.sigma,
-        n_samples=args.n_samples,
-        n_workers=args.workers or None,
-        seed=args.seed,
-        backend=args.backend,
-    )
+    es = build(args, train.inputs.shape[1], int(train.targets.max()) + 1)
 
     if args.resume:  # the same flags continue the saved run bit for bit
         load_checkpoint(args.resume, es)
@@ -211,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     start = time.perf_counter()
     check = TestAccuracy(es.model, test, args.eval_every, args.target, start)
-    names = ["accuracy" if args.objective == "accuracy" else "-CE"] + ["L1"] * (len(weights) - 1)
+    names = ["accuracy" if args.objective == "accuracy" else "-CE"] + ["L1"] * (args.l1_weight > 0)
     callbacks: list[Callback] = [
         check,
         CSVLogger(out / "log.csv"),

@@ -2,11 +2,13 @@
 --resume continues a run exactly."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from es_opt.cli import ConfigError
 from es_opt.training.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[1] / "sample_scripts" / "rl.py"
@@ -15,6 +17,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "sample_scripts" / "rl.py"
 def _script():
     spec = importlib.util.spec_from_file_location("sample_rl", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building Args
     spec.loader.exec_module(module)
     return module
 
@@ -177,7 +180,7 @@ def test_eval_only_and_render_without_the_rendering_extra(tmp_path, capsys):
 
 
 def test_bad_flags_fail_before_training(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="argument --optimizer: invalid choice: 'lbfgs'"):
         _script().main(["--optimizer", "lbfgs"])
     with pytest.raises(ValueError, match="unknown environment id 'CartPol-v1'"):
         _run(capsys, "--env", "CartPol-v1", "--out", tmp_path)
