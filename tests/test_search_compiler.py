@@ -195,3 +195,12 @@ def test_random_rule_with_scalar_update_and_scalar_state_runs():
     # step 1: update = 0.5; step 2: update = 1.0
     assert torch.equal(p.detach(), torch.tensor([-1.5, -1.5]))
     assert set(opt.state[p]) == {"step"}  # v1 is assigned before it is read: no state kept
+
+
+def test_zero_scalar_divisor_in_the_fused_step_diverges_instead_of_raising():
+    rule = parse_program("t0 = sub(1.0, 1.0)\nupdate = div(g, t0)")
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = ProgramOptimizer([p], rule, lr=0.1)
+    p.grad = torch.tensor([1.0, -1.0])
+    opt.step()  # w -= (lr / 0) * g, as IEEE arithmetic gives it
+    assert p.detach().tolist() == [-float("inf"), float("inf")]
