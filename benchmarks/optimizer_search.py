@@ -108,6 +108,37 @@ def cmd_family(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_agent(args: argparse.Namespace) -> None:
+    from es_opt.search.agent import ESAgentSearch
+
+    evaluator = SuiteEvaluator(adam_baselines(), early_stopping="halving")
+    cache = args.cache or tempfile.mkdtemp(prefix="search-cache-")
+    start = (
+        random_program(np.random.default_rng(args.seed))
+        if args.start == "random"
+        else load_rule(args.start)
+    )
+    search = ESAgentSearch(evaluator, start, cache, seed=args.seed, n_workers=args.workers)
+    t0 = time.monotonic()
+    search.run(budget_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
+    search.close()
+    reward, text = search.best
+    emit(
+        {
+            "search": "agent",
+            "start": args.start,
+            "seed": args.seed,
+            "minutes": (time.monotonic() - t0) / 60,
+            "workers": args.workers,
+            "generations": len(search.history),
+            "best_reward": reward,
+            "best_rule": text,
+            "history": search.history,
+        },
+        args.out,
+    )
+
+
 def score_table(make_optimizers: dict, tasks, seeds) -> dict:
     table = {}
     for name, make in make_optimizers.items():
@@ -204,6 +235,13 @@ def main() -> None:
     fam.add_argument("--workers", type=int, default=1)
     fam.add_argument("--n-samples", type=int, default=8)
     fam.add_argument("--checkpoint", default=None)
+    agent = sub.add_parser("agent")
+    agent.add_argument("--start", default="random")
+    agent.add_argument("--minutes", type=float, default=10.0)
+    agent.add_argument("--seed", type=int, default=0)
+    agent.add_argument("--workers", type=int, default=1)
+    agent.add_argument("--cache", default=None)
+    agent.add_argument("--checkpoint", default=None)
     comp = sub.add_parser("compare")
     comp.add_argument("--rules", nargs="*", default=[])
     comp.add_argument("--seeds", type=int, default=5)
@@ -213,12 +251,13 @@ def main() -> None:
     par = sub.add_parser("parallel")
     par.add_argument("--n-rules", type=int, default=16)
     par.add_argument("--seed", type=int, default=0)
-    for p in (evo, fam, comp, es, par):
+    for p in (evo, fam, agent, comp, es, par):
         p.add_argument("--out", default=None)
     args = parser.parse_args()
     {
         "evolution": cmd_evolution,
         "family": cmd_family,
+        "agent": cmd_agent,
         "compare": cmd_compare,
         "early-stopping": cmd_early_stopping,
         "parallel": cmd_parallel,
