@@ -26,6 +26,7 @@ from torch import nn
 
 import es_opt
 from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
+from es_opt.perturbations import make_perturbation
 from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
 from es_opt.supervised.datasets import load_digits, load_mnist
 from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
@@ -45,6 +46,7 @@ class Args:
     objective: str = arg("accuracy", "what ES maximises", choices=("accuracy", "cross_entropy"))
     l1_weight: float = arg(0.0, "> 0: also minimise the L1 norm")
     sigma: float = arg(0.1, "perturbation standard deviation")
+    perturbation: str = arg("dense", "perturbation family: dense, lowrank or lowrank:R (rank R)")
     n_samples: int = arg(200, "evaluations per generation (even)")
     lr: float = arg(0.05, "learning rate of the inner optimizer")
     lr_final: float = arg(0.1, "cosine decay of lr to lr*LR_FINAL over --decay-generations")
@@ -72,6 +74,10 @@ class Args:
             )
         if self.decay_generations < 1:
             raise ValueError(f"--decay-generations must be >= 1, got {self.decay_generations}")
+        try:
+            make_perturbation(self.perturbation)
+        except ValueError as exc:
+            raise ValueError(f"--perturbation: {exc}") from None
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -120,6 +126,7 @@ def build(args: Args, n_features: int, n_classes: int) -> es_opt.ESOptimizer:
         n_workers=args.workers or None,
         seed=args.seed,
         backend=args.backend,
+        perturbation=args.perturbation,
     )
 
 
