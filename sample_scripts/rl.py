@@ -213,6 +213,7 @@ class SolvedCheck(Callback):
         self.objective, self.net, self.env, self.seeds = objective, net, env, seeds
         self.target, self.every = target, every
         self.last_eval, self.last_mean, self.solved = -1, float("nan"), False
+        self.returns, self.evaluated_after = None, -1  # the last returns, es.generation then
 
     def evaluate(self) -> np.ndarray:
         policy = self.objective.policy(self.net)
@@ -222,9 +223,15 @@ class SolvedCheck(Callback):
         promising = self.target is not None and result.fitness_max[0] >= self.target
         if promising or result.generation - self.last_eval >= self.every:
             self.last_eval = result.generation
-            self.last_mean = float(self.evaluate().mean())
+            self.returns, self.evaluated_after = self.evaluate(), es.generation
+            self.last_mean = float(self.returns.mean())
             self.solved = self.target is not None and self.last_mean >= self.target
         return self.solved
+
+    def returns_of(self, es) -> np.ndarray | None:
+        """The returns of the center ``es`` holds now if this check already measured it (a run
+        that stopped solved), else None: the final report need not play them again."""
+        return self.returns if self.evaluated_after == es.generation else None
 
 
 def check_render(args: Args, objective: EpisodeReturn) -> None:
@@ -284,9 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     target = target_of(args, objective)
     if saved is not None:
         load_checkpoint(saved, es)
+    returns = None
     if args.eval_only is None:
-        train(args, objective, net, es, out, seeds, target)
-    returns = greedy_returns(objective.policy(net), args.env, seeds)
+        returns = train(args, objective, net, es, out, seeds, target).returns_of(es)
+    if returns is None:
+        returns = greedy_returns(objective.policy(net), args.env, seeds)
     verdict = "" if target is None else (" (solved)" if returns.mean() >= target else "")
     print(
         f"{args.env}: greedy return {returns.mean():.1f} ± {returns.std():.1f} over "
@@ -298,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train(args, objective, net, es, out: Path, seeds, target) -> None:
+def train(args, objective, net, es, out: Path, seeds, target) -> SolvedCheck:
     config = dataclasses.asdict(args)  # paths are saved as strings
     check = SolvedCheck(objective, net, args.env, seeds, target, args.eval_every)
     start = time.perf_counter()
@@ -341,6 +350,7 @@ def train(args, objective, net, es, out: Path, seeds, target) -> None:
         print(f"learning curve: {out / 'curve.png'}")
     except ImportError as exc:
         print(f"no learning curve ({exc})")
+    return check
 
 
 if __name__ == "__main__":
