@@ -52,12 +52,13 @@ def sample_script(name: str) -> ModuleType:
     return module
 
 
-def _rl_args(env_id: str, seed: int) -> argparse.Namespace:
-    return sample_script("rl").parse_args(["--env", env_id, "--seed", str(seed), "--quiet"])
+def _rl_args(env_id: str, seed: int, flags: tuple[str, ...] = ()) -> Any:
+    argv = ["--env", env_id, "--seed", str(seed), "--quiet", *flags]
+    return sample_script("rl").parse_args(argv)
 
 
-def _rl_settings(env_id: str) -> dict[str, Any]:
-    args = _rl_args(env_id, 0)
+def _rl_settings(env_id: str, flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    args = _rl_args(env_id, 0, flags)
     keys = ("policy", "hidden", "sigma", "n_samples", "lr", "optimizer", "betas", "episodes",
             "action", "normalize", "strategy", "backend")  # fmt: skip
     out = {k: getattr(args, k) for k in keys}
@@ -68,12 +69,15 @@ def _rl_settings(env_id: str) -> dict[str, Any]:
         out["policy"] = f"mlp {out.pop('hidden')} tanh (zero-initialised output layer)"
     out["betas"] = "default" if out["betas"] is None else tuple(out["betas"])
     out["vectorized_rollouts"] = True
-    out["source"] = f"sample_scripts/rl.py --env {env_id} (its defaults)"
+    out["source"] = f"sample_scripts/rl.py --env {env_id} {' '.join(flags)}".rstrip()
+    if not flags:
+        out["source"] += " (its defaults)"
+    out["distribution"] = getattr(args, "distribution", "openai")
     return out
 
 
-def _digits_settings() -> dict[str, Any]:
-    args = sample_script("supervised").parse_args([])
+def _digits_settings(flags: tuple[str, ...] = ()) -> dict[str, Any]:
+    args = sample_script("supervised").parse_args(list(flags))
     return {
         "network": f"64-{args.hidden}-10 tanh ({args.model})",
         "objective": f"{args.objective} (es_opt.supervised, vectorised)",
@@ -84,7 +88,8 @@ def _digits_settings() -> dict[str, Any]:
         "optimizer": args.optimizer,
         "batch": "full training set" if args.batch_size <= 0 else f"minibatch {args.batch_size}",
         "backend": args.backend,
-        "source": "sample_scripts/supervised.py (its defaults)",
+        "source": f"sample_scripts/supervised.py {' '.join(flags) or '(its defaults)'}",
+        "distribution": getattr(args, "distribution", "openai"),
     }
 
 
@@ -111,9 +116,9 @@ def _train_seeds(seed: int, generation: int, episodes: int):
 
 
 # --- SWITCH POINT (CartPole, Pendulum): es_opt.rl as sample_scripts/rl.py builds it ----------
-def _run_rl(task: str, env_id: str, tracker, seed: int) -> dict:
+def _run_rl(task: str, env_id: str, tracker, seed: int, flags=(), settings=None) -> dict:
     rl = sample_script("rl")
-    args = _rl_args(env_id, seed)
+    args = _rl_args(env_id, seed, flags)
     with torch.random.fork_rng(devices=[]):
         objective, net, es = rl.build(args)
     try:
@@ -128,7 +133,7 @@ def _run_rl(task: str, env_id: str, tracker, seed: int) -> dict:
                 )
     finally:
         es.close()
-    return tracker.result(SETTINGS[task])
+    return tracker.result(SETTINGS[task] if settings is None else settings)
 
 
 def run_cartpole(seed: int, budget_s: float) -> dict:
@@ -142,29 +147,17 @@ def run_pendulum(seed: int, budget_s: float) -> dict:
 
 
 # --- SWITCH POINT (digits): es_opt.supervised as sample_scripts/supervised.py builds it -------
-def run_digits(seed: int, budget_s: float) -> dict:
+def run_digits(seed: int, budget_s: float, flags=(), settings=None) -> dict:
     tracker = tasks.DigitsTracker(budget_s)
-    import es_opt
     from es_opt.supervised import ClassificationSamples
 
     sup = sample_script("supervised")
-    args = sup.parse_args(["--seed", str(seed), "--quiet"])
+    args = sup.parse_args(["--seed", str(seed), "--quiet", *flags])
     data = tracker.data
     train = ClassificationSamples(data.x_train, data.y_train.long())
-    with torch.random.fork_rng(devices=[]):
-        net = sup.build_net(args, train.inputs.shape[1], int(train.targets.max()) + 1)
-    objective, weights = sup.build_objective(args)
-    es = es_opt.ESOptimizer(
-        es_opt.Model(net),
-        sup.build_optimizer(args.optimizer, net.parameters(), args.lr),
-        objective_fn=objective,
-        obj_weights=weights,
-        sigma=args.sigma,
-        n_samples=args.n_samples,
-        n_workers=args.workers or None,
-        seed=seed,
-        backend=args.backend,
-    )
+    with torch.random.fork_rng(devices=[]):  # the script seeds the global generator
+        es = sup.build(args, train.inputs.shape[1], int(train.targets.max()) + 1)
+    net = es.model.net
     schedule = sup.CosineLR(args.lr, args.lr_final, args.decay_generations)  # as the script does
     try:
         while not tracker.done():
@@ -179,7 +172,7 @@ def run_digits(seed: int, budget_s: float) -> dict:
                 tracker.evaluate(net)
     finally:
         es.close()
-    return tracker.result(SETTINGS[tasks.DIGITS], net)
+    return tracker.result(SETTINGS[tasks.DIGITS] if settings is None else settings, net)
 
 
 RUNNERS = {

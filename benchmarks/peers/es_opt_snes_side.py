@@ -1,0 +1,22 @@
+"""es_opt's SNES (``--distribution snes``) on every task, against the ``evotorch-snes`` side.
+
+Each task runs the sample script's preset with ``--distribution snes`` and the flags in
+``FLAGS`` (the per-parameter σ starts at the preset's ``--sigma``); see ``es_opt_side`` for how
+the scripts are loaded and driven. SNES's own hyperparameters are the library's defaults (the
+paper's ``η_σ = (3 + ln d)/(5 √d)`` and NES utilities).
+"""
+
+from __future__ import annotations
+
+from benchmarks.peers import es_opt_side, tasks
+from benchmarks.peers.es_opt_variants import make_runners
+
+SIDE = "es_opt-snes"
+DISTRIBUTION = "snes"
+FLAGS: dict[str, tuple[str, ...]] = {
+    tasks.CARTPOLE: (),
+    tasks.PENDULUM: (),
+    tasks.DIGITS: (),
+}
+RUNNERS, SETTINGS = make_runners(DISTRIBUTION, FLAGS)
+version = es_opt_side.version
