@@ -93,3 +93,13 @@ def test_two_workers_give_the_serial_results(tmp_path):
     with Evaluations(tiny_evaluator(), tmp_path, n_workers=2) as pool:
         assert pool(rules) == serial
     assert len(EvaluationCache(tmp_path)) == 4  # the workers wrote the shared cache
+
+
+def test_two_serial_evaluations_in_one_process_keep_their_own_evaluator():
+    short = tiny_evaluator()
+    task = make_task("ill_conditioned", steps=18)
+    longer = SuiteEvaluator({task.name: 1.0}, (task,), lrs=(0.01, 0.1), early_stopping=None)
+    a, b = Evaluations(short), Evaluations(longer)
+    rule = load_rule("lion")
+    assert b([rule])[0] == longer(rule)
+    assert a([rule])[0] == short(rule) != longer(rule)

@@ -29,9 +29,9 @@ def _init_worker(evaluator: SuiteEvaluator, cache_dir: str | None, threads: int)
     _WORKER["cache"] = EvaluationCache(cache_dir) if cache_dir else None
 
 
-def _evaluate_text(text: str) -> dict[str, Any]:
-    evaluator: SuiteEvaluator = _WORKER["evaluator"]
-    cache: EvaluationCache | None = _WORKER["cache"]
+def _evaluate_with(
+    evaluator: SuiteEvaluator, cache: EvaluationCache | None, text: str
+) -> dict[str, Any]:
     program = parse_program(text)
     key = canonical_hash(program)
     if cache is not None:
@@ -42,6 +42,11 @@ def _evaluate_text(text: str) -> dict[str, Any]:
     if cache is not None:
         cache.put(evaluator.fingerprint(), key, result)
     return result
+
+
+def _evaluate_text(text: str) -> dict[str, Any]:
+    """Run in a pool worker, with what :func:`_init_worker` received."""
+    return _evaluate_with(_WORKER["evaluator"], _WORKER["cache"], text)
 
 
 class Evaluations:
@@ -89,8 +94,7 @@ class Evaluations:
             self._pool = context.Pool(
                 n_workers, initializer=_init_worker, initargs=(evaluator, cache_str, threads)
             )
-        else:
-            _init_worker(evaluator, cache_str, torch.get_num_threads())
+        self._local_cache = EvaluationCache(cache_dir) if cache_dir is not None else None
 
     def __call__(self, programs: Sequence[Program]) -> list[RuleResult]:
         """The results of ``programs``, in order."""
@@ -113,7 +117,7 @@ class Evaluations:
             if self._pool is not None:
                 results = self._pool.map(_evaluate_text, texts, chunksize=1)
             else:
-                results = [_evaluate_text(t) for t in texts]
+                results = [_evaluate_with(self.evaluator, self._local_cache, t) for t in texts]
             self.evaluated += len(texts)
             self._memory.update(zip(todo, results, strict=True))
         return [RuleResult.from_dict(self._memory[k]) for k in keys]
