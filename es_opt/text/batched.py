@@ -182,26 +182,42 @@ def _vector(own: dict[str, Noise], key: str, base: torch.Tensor | None, n_member
     return (base + noise.eps.to(base.dtype).reshape(n_members, -1) * scale).unsqueeze(1)
 
 
-def _matrix_delta(noise: Noise, x: torch.Tensor, transposed: bool) -> torch.Tensor:
-    """The members' corrections ``[M, N, out]`` for inputs ``x: [M, N, in]``."""
-    scale = noise.scale.to(x.dtype).view(-1, 1, 1)
-    if isinstance(noise, LowRankNoise):
-        left, right = (noise.b, noise.a) if transposed else (noise.a, noise.b)
-        return torch.bmm(torch.bmm(x, left.to(x.dtype)), right.to(x.dtype).transpose(1, 2)) * scale
-    eps = noise.eps.to(x.dtype)
-    return torch.bmm(x, eps.transpose(1, 2) if transposed else eps) * scale
-
-
 def _matrix_forward(module: nn.Module, own: dict[str, Noise], n_members: int, transposed: bool):
+    """``y = x Wᵀ + b`` (Linear) or ``x W + b`` (Conv1D) for every member: one shared
+    ``addmm`` over all rows, then one ``baddbmm`` that adds each member's rank-r correction
+    ``s (x B) Aᵀ`` and, as one more column of the same product, its bias perturbation."""
+    weight_noise, bias_noise = own.get("weight"), own.get("bias")
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         members = _by_member(x, n_members)
-        weight = module.weight
-        out = members @ (weight.T if transposed else weight)
-        if "weight" in own:
-            out = out + _matrix_delta(own["weight"], members, transposed)
-        bias = _vector(own, "bias", module.bias, n_members)
-        if bias is not None:
-            out = out + bias
+        weight = module.weight.T if transposed else module.weight  # [in, out]
+        flat = members.reshape(-1, members.shape[-1])
+        out = flat @ weight if module.bias is None else torch.addmm(module.bias, flat, weight)
+        out = out.view(n_members, -1, weight.shape[1])
+        left = right = None
+        if isinstance(weight_noise, LowRankNoise):
+            first, second = (
+                (weight_noise.b, weight_noise.a) if transposed else (weight_noise.a, weight_noise.b)
+            )
+            scale = weight_noise.scale.to(x.dtype).view(-1, 1, 1)
+            left = torch.bmm(members, first.to(x.dtype)) * scale  # [M, N, r]
+            right = second.to(x.dtype).transpose(1, 2)  # [M, r, out]
+        elif isinstance(weight_noise, DenseNoise):
+            eps = weight_noise.eps.to(x.dtype)
+            eps = eps.transpose(1, 2) if transposed else eps
+            scale = weight_noise.scale.to(x.dtype).view(-1, 1, 1)
+            left, right = members, eps * scale
+        if bias_noise is not None:
+            bias_scale = bias_noise.scale.to(x.dtype).view(-1, 1, 1)
+            bias_eps = bias_noise.eps.to(x.dtype).view(n_members, 1, -1)
+            column = bias_scale.expand(n_members, out.shape[1], 1)
+            if left is None:
+                left, right = column, bias_eps
+            else:
+                left = torch.cat([left, column], dim=2)
+                right = torch.cat([right, bias_eps], dim=1)
+        if left is not None:
+            out = torch.baddbmm(out, left, right)
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
     return forward

@@ -1,0 +1,346 @@
+"""ES fine-tuning of a small language model, side by side in one run (ratios within the run).
+
+    python benchmarks/finetune.py                          # every part
+    python benchmarks/finetune.py --part speed             # batched vs member-by-member
+    python benchmarks/finetune.py --part learning --seconds 600 --seeds 0 1 2
+    python benchmarks/finetune.py --part memory
+
+**learning**: the model of ``sample_scripts/finetune.py`` (a small GPT-2 pre-trained here by
+backprop on two-digit sums, few of which carry), then, from the same weights and for the same
+wall time each: ES (es_opt.ESOptimizer, exact-match reward, greedy decoding) against a GRPO-style
+policy gradient written below (``G`` sampled completions per prompt, advantages normalised within
+each prompt's group, the same reward, Adam). Held-out exact-match accuracy on carrying sums
+before and after, per seed; median and range.
+
+**speed**: candidates (completions) per second at population 32: every member decoded in one
+population-batched forward per token (rank-1 noise, es_opt.text.batched_members) against member by
+member with the member's weights written into the model (the same noise, materialised).
+
+**memory**: peak RSS above the model's resident size while evaluating 32 members, in a fresh
+process each: in place (es_opt.text.perturbed_in_place, dense noise) and population-batched
+(low-rank), for a larger GPT-2 (``--memory-layers``, ``--memory-width``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from es_opt.noise import derive_seed  # noqa: E402
+from es_opt.text import (  # noqa: E402
+    Prompts,
+    batched_members,
+    generate,
+    member_deltas,
+    perturbed_in_place,
+    population_noise,
+)
+from es_opt.text.arithmetic import addition_problems, exact_match  # noqa: E402
+
+
+def sample_script():
+    path = ROOT / "sample_scripts" / "finetune.py"
+    spec = importlib.util.spec_from_file_location("finetune_sample", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_uptime() -> str:
+    return open("/proc/loadavg").read().split()[0]
+
+
+# -- the policy-gradient baseline ----------------------------------------------------------------
+def grpo(net, tokenizer, args, *, seconds: float, seed: int) -> int:
+    """GRPO-style training for ``seconds``: per step ``prompts`` carrying sums, ``group``
+    completions each, sampled at temperature 1 (es_opt.text.generate, seeded); advantage
+    ``(r − mean_group) / (std_group + 1e-4)``; loss ``−mean(A · log π(completion))`` over
+    completion tokens (one update per batch, so PPO's ratio is 1 and its clip never acts; no KL
+    term, as in DAPO/Dr GRPO). Returns the steps done."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.grpo_lr)
+    start, step = time.perf_counter(), 0
+    eos = tokenizer.eos_token_id
+    while time.perf_counter() - start < seconds:
+        batch_seed = derive_seed(seed, 21, step)
+        prompts = addition_problems(args.grpo_prompts, batch_seed, carry=True)
+        repeated = [p for p in prompts for _ in range(args.group)]
+        ids = [tokenizer.encode(p) for p in repeated]
+        tokens = generate(
+            net,
+            ids,
+            max_new_tokens=4,
+            eos_token_id=eos,
+            pad_token_id=0,
+            temperature=1.0,
+            seed=batch_seed,
+        )[0]
+        texts = [tokenizer.decode(row) for row in tokens.tolist()]
+        rewards = torch.tensor([exact_match(p, c) for p, c in zip(repeated, texts, strict=True)])
+        grouped = rewards.view(-1, args.group)
+        advantages = (grouped - grouped.mean(1, keepdim=True)) / (
+            grouped.std(1, keepdim=True) + 1e-4
+        )
+        advantages = advantages.reshape(-1)
+        # log-probabilities of the sampled tokens up to and including the end token
+        full = torch.cat([torch.tensor(ids), tokens], dim=1)
+        net.train()
+        logits = net(input_ids=full[:, :-1]).logits[:, len(ids[0]) - 1 :]
+        net.eval()
+        logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        ended = (tokens == eos).long().cumsum(1)
+        mask = ((ended == 0) | ((ended == 1) & (tokens == eos))).float()
+        loss = -((logp * mask).sum(1) * advantages).mean()
+        optimizer.zero_grad()
+        if advantages.abs().sum() > 0:
+            loss.backward()
+            optimizer.step()
+        step += 1
+    return step
+
+
+def learning(args) -> None:
+    ft = sample_script()
+    torch.set_num_threads(args.threads)
+    script_args = ft.Args(out=args.out, seed=0, sigma=args.sigma, lr=args.lr, n_samples=32)
+    base, tokenizer, how = ft.load_model(script_args)
+    print(f"[learning] {how}; load {load_uptime()}")
+    before = ft.held_out_accuracy(base, tokenizer, script_args)
+    print(f"held-out exact match on carrying sums before: {before:.3f}")
+    rows = []
+    for seed in args.seeds:
+        for method in ("es", "grpo"):
+            net = copy.deepcopy(base)
+            run_args = ft.Args(
+                out=f"{args.out}/{method}{seed}",
+                seed=seed,
+                sigma=args.sigma,
+                lr=args.lr,
+                n_samples=32,
+                es_seconds=args.seconds,
+                generations=10**6,
+            )
+            start = time.perf_counter()
+            if method == "es":
+                es = ft.build_es(run_args, net, tokenizer)
+
+                def samples(generation, seed=seed):
+                    s = derive_seed(seed, 11, generation)
+                    return Prompts(addition_problems(32, s, carry=True), seed=s)
+
+                with es:
+                    history = es.fit(
+                        samples,
+                        generations=10**6,
+                        stop_when=lambda r, t0=start: time.perf_counter() - t0 > args.seconds,
+                    )
+                steps, samples_used = len(history), len(history) * 32 * 32
+            else:
+                steps = grpo(net, tokenizer, args, seconds=args.seconds, seed=seed)
+                samples_used = steps * args.grpo_prompts * args.group
+            after = ft.held_out_accuracy(net, tokenizer, run_args)
+            rows.append((method, seed, after, steps, samples_used, time.perf_counter() - start))
+            print(
+                f"  {method:4s} seed {seed}: {before:.3f} -> {after:.3f} "
+                f"({100 * (after - before):+.1f} pp) "
+                f"in {steps} steps, {samples_used} completions, {rows[-1][-1]:.0f} s; "
+                f"load {load_uptime()}",
+                flush=True,
+            )
+    for method in ("es", "grpo"):
+        gains = [100 * (r[2] - before) for r in rows if r[0] == method]
+        print(
+            f"{method}: median {statistics.median(gains):+.1f} pp, range "
+            f"[{min(gains):+.1f}, {max(gains):+.1f}] over seeds {list(args.seeds)}"
+        )
+
+
+# -- batched vs member by member -----------------------------------------------------------------
+def speed(args) -> None:
+    ft = sample_script()
+    torch.set_num_threads(args.threads)
+    script_args = ft.Args(out=args.out, pretrain_steps=0)
+    tokenizer = ft.CharTokenizer(ft.ALPHABET)
+    net = ft.build_gpt2(script_args, tokenizer).eval()
+    params = dict(net.named_parameters())
+    prompts = [tokenizer.encode(p) for p in addition_problems(args.speed_prompts, 0)]
+    members = 32
+    kwargs = dict(max_new_tokens=4, eos_token_id=None, pad_token_id=0)
+    noise = population_noise(params, seed=0, generation=0, indices=range(members), sigma=0.01)
+
+    def batched():
+        with batched_members(net, noise, members):
+            return generate(net, prompts, n_members=members, **kwargs)
+
+    def one_by_one():
+        out = []
+        saved = {n: p.detach().clone() for n, p in params.items()}
+        for m in range(members):
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(saved[name]).add_(noise[name].delta(m).reshape(p.shape))
+            out.append(generate(net, prompts, **kwargs)[0])
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+        return torch.stack(out)
+
+    def in_place():
+        out = []
+        for m in range(members):
+            deltas = member_deltas(params, seed=0, generation=0, index=m, sigma=0.01, rank=1)
+            with perturbed_in_place(net, deltas):
+                out.append(generate(net, prompts, **kwargs)[0])
+        return torch.stack(out)
+
+    results = {}
+    for name, fn in (
+        ("batched", batched),
+        ("member-by-member", one_by_one),
+        ("in place", in_place),
+    ):
+        fn()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            tokens = fn()
+            times.append(time.perf_counter() - start)
+        results[name] = (min(times), tokens)
+    same = torch.equal(results["batched"][1], results["member-by-member"][1])
+    print(
+        f"[speed] population {members}, {len(prompts)} prompts, 4 new tokens, "
+        f"{sum(p.numel() for p in params.values()):,} parameters, {args.threads} thread(s), "
+        f"load {load_uptime()}; batched tokens equal member-by-member: {same}"
+    )
+    base = members * len(prompts) / results["member-by-member"][0]
+    for name, (seconds, _) in results.items():
+        rate = members * len(prompts) / seconds
+        print(f"  {name:17s} {rate:9.0f} candidates/s  ({rate / base:.2f}x member-by-member)")
+
+
+# -- memory --------------------------------------------------------------------------------------
+MEMORY_CHILD = r"""
+import json, sys, torch, transformers
+sys.path.insert(0, sys.argv[1])
+from es_opt.text import batched_members, generate, member_deltas, perturbed_in_place
+from es_opt.text import population_noise
+mode, layers, width = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(1)
+def rss(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) * 1024
+torch.manual_seed(0)
+config = transformers.GPT2Config(
+    n_layer=layers, n_embd=width, n_head=8, vocab_size=1000, n_positions=64
+)
+net = transformers.GPT2LMHeadModel(config).eval()
+params = dict(net.named_parameters())
+model_bytes = sum(p.numel() * p.element_size() for p in params.values())
+largest = max(p.numel() * p.element_size() for p in params.values())
+prompts = [[i % 1000 for i in range(j, j + 8)] for j in range(8)]
+generate(net, prompts[:1], max_new_tokens=2)  # warm up allocator and kernels
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+base = rss("VmRSS:")
+with torch.no_grad():
+    if mode == "in_place":
+        for m in range(32):
+            deltas = member_deltas(params, seed=0, generation=0, index=m, sigma=1e-3, rank=None)
+            with perturbed_in_place(net, deltas):
+                generate(net, prompts, max_new_tokens=4)
+    elif mode == "batched":
+        for start in range(0, 32, 8):
+            noise = population_noise(
+                params, seed=0, generation=0, indices=range(start, start + 8), sigma=1e-3
+            )
+            with batched_members(net, noise, 8):
+                generate(net, prompts, max_new_tokens=4, n_members=8)
+    elif mode == "copy":
+        for m in range(32):
+            saved = {n: p.detach().clone() for n, p in params.items()}
+            deltas = member_deltas(params, seed=0, generation=0, index=m, sigma=1e-3, rank=None)
+            for n, p in params.items():
+                p.add_(deltas[n]())
+            generate(net, prompts, max_new_tokens=4)
+            for n, p in params.items():
+                p.copy_(saved[n])
+            del saved
+print(json.dumps({"model": model_bytes, "largest": largest, "peak_above": rss("VmHWM:") - base}))
+"""
+
+
+def memory(args) -> None:
+    print(
+        f"[memory] GPT-2 {args.memory_layers} layers x {args.memory_width}, 32 members, 8 prompts, "
+        f"4 new tokens; peak RSS above the loaded model; load {load_uptime()}"
+    )
+    for mode in ("in_place", "batched", "copy"):
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                MEMORY_CHILD,
+                str(ROOT),
+                mode,
+                str(args.memory_layers),
+                str(args.memory_width),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(
+            f"  {mode:9s} model {r['model'] / 2**20:7.1f} MiB, largest tensor "
+            f"{r['largest'] / 2**20:5.1f} MiB, peak above model "
+            f"{r['peak_above'] / 2**20:7.1f} MiB "
+            f"({r['peak_above'] / r['model']:.2f}x model, "
+            f"{r['peak_above'] / r['largest']:.2f}x largest tensor)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--part", choices=("all", "learning", "speed", "memory"), default="all")
+    parser.add_argument(
+        "--seconds", type=float, default=600.0, help="wall time per method and seed"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sigma", type=float, default=0.01)
+    parser.add_argument("--lr", type=float, default=2e-4, help="ES inner Adam lr")
+    parser.add_argument("--grpo-lr", type=float, default=1e-4)
+    parser.add_argument("--grpo-prompts", type=int, default=16)
+    parser.add_argument("--group", type=int, default=8, help="GRPO completions per prompt")
+    parser.add_argument("--speed-prompts", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-layers", type=int, default=8)
+    parser.add_argument("--memory-width", type=int, default=512)
+    parser.add_argument("--out", default="runs/finetune_benchmark")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.part in ("all", "speed"):
+        speed(args)
+    if args.part in ("all", "memory"):
+        memory(args)
+    if args.part in ("all", "learning"):
+        learning(args)
+
+
+if __name__ == "__main__":
+    main()
