@@ -204,3 +204,21 @@ def test_zero_scalar_divisor_in_the_fused_step_diverges_instead_of_raising():
     p.grad = torch.tensor([1.0, -1.0])
     opt.step()  # w -= (lr / 0) * g, as IEEE arithmetic gives it
     assert p.detach().tolist() == [-float("inf"), float("inf")]
+
+
+def test_foreach_equals_the_loop_on_random_programs():
+    import numpy as np
+
+    from es_opt.search.mutation import random_program
+
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        rule = random_program(rng, n_statements=8)
+        results = []
+        for foreach in (False, True):
+            got, _ = trajectory(
+                lambda ps, f=foreach, r=rule: ProgramOptimizer(ps, r, lr=0.01, foreach=f), steps=3
+            )
+            results.append(got)
+        for a, b in zip(*results, strict=True):
+            assert torch.equal(a.nan_to_num(), b.nan_to_num()), str(rule)
