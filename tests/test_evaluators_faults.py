@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -267,6 +269,41 @@ def test_keyboard_interrupt_terminates_workers_and_leaves_state_untouched(tmp_pa
     es.gradient_step(batch(1))  # fresh workers
     assert es.generation == 2 and not workers & set(es.evaluator.worker_pids())
     es.close()
+
+
+HANGING_SCRIPT = """
+import os, pathlib, sys, time
+import torch
+from es_opt import ESOptimizer
+
+folder = pathlib.Path(sys.argv[1])
+
+
+def hang(model, samples):
+    (folder / str(os.getpid())).touch()
+    time.sleep(600)
+    return 0.0
+
+
+es = ESOptimizer(torch.nn.Linear(2, 1), objective_fn=hang, n_samples=4, n_workers=2)
+es.gradient_step()
+"""
+
+
+@pytest.mark.slow
+def test_killing_the_main_process_mid_evaluation_leaves_no_worker(tmp_path):
+    script = tmp_path / "hang.py"
+    script.write_text(HANGING_SCRIPT)
+    main = subprocess.Popen([sys.executable, str(script), str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := [int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()]) < 2:
+            assert main.poll() is None and time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.1)
+    finally:
+        main.kill()
+        main.wait()
+    assert wait_dead(workers, timeout=10) == []  # both were inside a 600 s evaluation
 
 
 class Unloadable(Regression):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 import traceback
 from typing import Any
 
@@ -150,13 +152,20 @@ def run_task(
         progress.value = IDLE
 
 
+MAIN_CHECK_INTERVAL = 1.0
+"""Seconds between a pool worker's checks that the main process still exists."""
+
+
 def pool_worker_main(
-    conn: Any, blob: bytes, threads: int, device: str | None, progress: Any
+    conn: Any, blob: bytes, threads: int, device: str | None, progress: Any, main_pid: int
 ) -> None:
     """Entry point of a pool worker process: announce, then serve tasks until told to stop or the
-    main process goes away (the pipe closes, so a killed main process leaves no orphans)."""
+    main process goes away. An idle worker sees its pipe close; a busy one (an evaluation may run
+    for minutes, or forever) is ended by a watcher thread, so a killed main process leaves no
+    orphans."""
     # Ctrl-C reaches the whole process group; the main process decides what happens to workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(main_pid,), daemon=True).start()
     state, start_error = None, None
     try:
         state = WorkerState(blob, threads, device)
@@ -177,3 +186,25 @@ def pool_worker_main(
                 conn.send(error_reply(indices, exc, traceback.format_exc(), None))
     except (EOFError, OSError, KeyboardInterrupt):
         return
+
+
+def _exit_with(main_pid: int) -> None:
+    """Ends this worker once the process ``main_pid`` is gone (the worker's parent is the fork
+    server, so the parent's death signal would not tell)."""
+    while not _gone(main_pid):
+        time.sleep(MAIN_CHECK_INTERVAL)
+    os._exit(1)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by someone else: the pid was reused
+        return True
+    try:  # a killed process its parent has not reaped yet is a zombie
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

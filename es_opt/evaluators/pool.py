@@ -13,6 +13,7 @@ their pipes; :mod:`~es_opt.evaluators._scheduler` decides what runs where.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -188,7 +189,7 @@ class _Processes:
         progress = self._context.RawValue("q", IDLE)
         process = self._context.Process(
             target=pool_worker_main,
-            args=(child, self._blob, self.options.worker_threads, device, progress),
+            args=(child, self._blob, self.options.worker_threads, device, progress, os.getpid()),
             name=f"es_opt-worker-{slot}",
         )
         with _without_main():
