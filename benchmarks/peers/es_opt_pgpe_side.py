@@ -16,7 +16,12 @@ DISTRIBUTION = "pgpe"
 FLAGS: dict[str, tuple[str, ...]] = {
     tasks.CARTPOLE: (),
     tasks.PENDULUM: (),
-    tasks.DIGITS: (),
+    tasks.DIGITS: tuple(
+        # PGPE's recipe (Toklu et al.): ClipUp and a small σ; a 32-unit net and 60 samples so
+        # that a generation is cheap, the script's cosine lr decay over 300 generations
+        "--optimizer clipup --lr 0.15 --sigma 0.05 --hidden 32 "
+        "--n-samples 60 --lr-final 0.2 --decay-generations 300".split()
+    ),
 }
 RUNNERS, SETTINGS = make_runners(DISTRIBUTION, FLAGS)
 version = es_opt_side.version

@@ -16,7 +16,12 @@ DISTRIBUTION = "snes"
 FLAGS: dict[str, tuple[str, ...]] = {
     tasks.CARTPOLE: (),
     tasks.PENDULUM: (),
-    tasks.DIGITS: (),
+    tasks.DIGITS: tuple(
+        # the paper's SNES: SGD with lr = η_μ = 1, EvoTorch's MNIST σ₀ = 1; a 32-unit net and 60
+        # samples (EvoTorch's digits popsize), the script's lr decay over 300 generations
+        "--optimizer sgd --momentum 0 --lr 1.0 --sigma 1.0 "
+        "--hidden 32 --n-samples 60 --lr-final 0.2 --decay-generations 300".split()
+    ),
 }
 RUNNERS, SETTINGS = make_runners(DISTRIBUTION, FLAGS)
 version = es_opt_side.version
