@@ -110,6 +110,7 @@ class Args:
     env: str = arg("CartPole-v1", "gymnasium environment id (selects the preset)")
     seed: int = arg(0, "seed of the whole run")
     sigma: float = arg(0.1, "perturbation standard deviation")
+    perturbation: str = arg("dense", "perturbation family: dense, lowrank or lowrank:R (rank R)")
     n_samples: int = arg(40, "evaluations per generation (even)")
     lr: float = arg(0.02, "learning rate of the inner optimizer")
     generations: int = arg(1000, "most generations to run")
@@ -144,7 +145,7 @@ class Args:
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
-    "shaping", "momentum", "reward_shift",
+    "shaping", "momentum", "reward_shift", "perturbation",
 )  # fmt: skip
 
 
@@ -192,6 +193,7 @@ def build(args: Args):
         seed=args.seed,
         shaping=args.shaping,
         backend=args.backend,
+        perturbation=args.perturbation,
     )
     return objective, net, es
 

@@ -35,3 +35,24 @@ def test_low_rank_flag_trains_records_the_family_and_resumes_bit_for_bit(tmp_pat
 def test_bad_perturbation_flag_is_rejected():
     with pytest.raises(ValueError, match="--perturbation: perturbation must be .* got 'lowrank:0'"):
         load_script().parse_args(["--perturbation", "lowrank:0"])
+
+
+def test_rl_sample_low_rank_resumes_exactly_and_keeps_its_family(tmp_path, capsys):
+    from es_opt.training.checkpoint import load_checkpoint
+
+    from .test_sample_rl import _run
+
+    flags = ["--env", "Pendulum-v1", "--max-episode-steps", "25", "--n-samples", "6",
+             "--eval-episodes", "1", "--eval-every", "2", "--target", "1e9",
+             "--perturbation", "lowrank"]  # fmt: skip
+    _run(capsys, *flags, "--generations", "4", "--out", tmp_path / "straight")
+    _run(capsys, *flags, "--generations", "2", "--out", tmp_path / "split")
+    first = tmp_path / "split" / "Pendulum-v1" / "policy.pt"
+    # --resume takes the run's settings, the family included, from the checkpoint
+    _run(capsys, "--resume", first, "--generations", "4", "--out", tmp_path / "resumed")
+    a = load_checkpoint(tmp_path / "straight" / "Pendulum-v1" / "policy.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "Pendulum-v1" / "policy.pt")
+    assert a["config"]["perturbation"] == b["config"]["perturbation"] == "lowrank"
+    assert b["es"]["perturbation"] == "lowrank:1" and b["es"]["generation"] == 4
+    for name, tensor in a["net"].items():
+        assert torch.equal(tensor, b["net"][name]), name
