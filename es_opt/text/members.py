@@ -129,12 +129,12 @@ def member_deltas(
         def delta(
             s=tensor_seed_value, shape=tuple(param.shape), matrix=matrix, device=param.device
         ):
-            if matrix is None:
-                return (sign * sigma * _draw(s, shape)).to(device)
+            if matrix is None:  # in place: one tensor-sized temporary, no more
+                return _draw(s, shape).mul_(sign * sigma).to(device)
             (p, q), r = matrix, int(rank)
             factors = _draw(s, (p + q, r))
             scale = sign * (sigma / math.sqrt(r))
-            return (scale * (factors[:p] @ factors[p:].T)).reshape(shape).to(device)
+            return (factors[:p] @ factors[p:].T).mul_(scale).reshape(shape).to(device)
 
         out[name] = delta
     return out

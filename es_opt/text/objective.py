@@ -29,6 +29,8 @@ from torch import nn
 from ..objective import Objective, Samples
 from .batched import Noise, batched_members
 from .decoding import generate
+from .inplace import perturbed_in_place
+from .population import member_deltas_of, population_members
 
 __all__ = ["Prompts", "TextReward"]
 
@@ -62,7 +64,16 @@ class TextReward(Objective):
             prompts (per-prompt normalisation, see the module docstring).
         eos_token_id / pad_token_id: default to the tokenizer's (padding falls back to the
             end-of-text token, then 0).
-        members_per_batch: members decoded together by :meth:`evaluate_members`.
+        members_per_batch: members decoded together by :meth:`evaluate_members` (and the
+            ``max_batch`` of ESOptimizer's batched path).
+        evaluation: how ESOptimizer's members are evaluated (through
+            :meth:`evaluate_population`): ``"batched"``, all members of a batch in one
+            population-batched forward per token (:func:`~es_opt.text.batched_members`; with a
+            low-rank family only the factors are held), or ``"in_place"``, one member at a time
+            with its perturbation added in place module by module and restored exactly
+            (:func:`~es_opt.text.perturbed_in_place`: the model plus one module's tensors; needs
+            a low-rank family or ``noise="philox"``). Set ``vectorize = False`` for ESOptimizer's
+            own one-at-a-time path (each member copied into the model).
 
     Example:
         >>> from es_opt.text import CharTokenizer
@@ -89,6 +100,7 @@ class TextReward(Objective):
         eos_token_id: int | None = None,
         pad_token_id: int | None = None,
         members_per_batch: int = 32,
+        evaluation: str = "batched",
     ):
         if not callable(getattr(tokenizer, "encode", None)) or not callable(
             getattr(tokenizer, "decode", None)
@@ -104,12 +116,17 @@ class TextReward(Objective):
             raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
         if group_size is not None and int(group_size) < 1:
             raise ValueError(f"group_size must be None or at least 1, got {group_size}")
+        if evaluation not in ("batched", "in_place"):
+            raise ValueError(f"evaluation must be 'batched' or 'in_place', got {evaluation!r}")
         if int(members_per_batch) < 1:
             raise ValueError(f"members_per_batch must be at least 1, got {members_per_batch}")
         self.tokenizer, self.reward = tokenizer, reward
         self.max_new_tokens, self.temperature = int(max_new_tokens), float(temperature)
         self.group_size = None if group_size is None else int(group_size)
         self.members_per_batch = int(members_per_batch)
+        self.max_batch = self.members_per_batch
+        self.evaluation = evaluation
+        self.vectorize = True
         if eos_token_id is None:
             eos_token_id = getattr(tokenizer, "eos_token_id", None)
         if pad_token_id is None:
@@ -201,10 +218,27 @@ class TextReward(Objective):
             rows.extend(self.fitness(self.rewards(prompts, member)) for member in texts)
         return torch.stack(rows)
 
+    def evaluate_population(self, population: Any, samples: Prompts) -> torch.Tensor:
+        """ESOptimizer's batched path: the fitness ``[B, n_objectives]`` of a batch of its
+        members (``population`` is an :class:`~es_opt.StackedModel`: the net at the center, the
+        :class:`~es_opt.Population` and the batch's evaluation indices). The members are rebuilt
+        from the population's seeds through its perturbation family; no member's weights are
+        stacked."""
+        pop, indices = population.population, population.indices
+        net = population.model.net
+        if self.evaluation == "batched":
+            return self.evaluate_members(net, samples, population_members(pop, indices))
+        rows = []
+        for index in indices:
+            with perturbed_in_place(net, member_deltas_of(pop, index)):
+                rewards = self.rewards(_prompt_list(samples), self.completions(net, samples)[0])
+            rows.append(self.fitness(rewards))
+        return torch.stack(rows)
+
     def __repr__(self) -> str:
         return (
             f"TextReward(max_new_tokens={self.max_new_tokens}, temperature={self.temperature}, "
-            f"group_size={self.group_size})"
+            f"group_size={self.group_size}, evaluation={self.evaluation!r})"
         )
 
 

@@ -1,0 +1,100 @@
+"""TextReward inside ESOptimizer: both families, batched and in-place members, backends, resume."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from es_opt import ESOptimizer
+from es_opt.perturbations import Dense, LowRank
+from es_opt.text import CharTokenizer, Prompts, TextReward
+from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
+
+transformers = pytest.importorskip("transformers")
+
+TOKENIZER = CharTokenizer("0123456789+=")
+SAMPLES = Prompts(["12+34=", "50+05=", "99+01=", "07+70="])
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def digit_reward(prompt: str, completion: str) -> float:
+    """Graded, so that members differ: the digit sum of the completion (module level: picklable)."""
+    return float(sum(int(c) for c in completion if c.isdigit()))
+
+
+def tiny_gpt2() -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(
+        n_layer=2, n_embd=32, n_head=2, vocab_size=TOKENIZER.vocab_size, n_positions=32,
+        bos_token_id=1, eos_token_id=1, pad_token_id=0,
+    )  # fmt: skip
+    return transformers.GPT2LMHeadModel(config).eval()
+
+
+def make_es(net, family, evaluation="batched", vectorize=True, **options):
+    objective = TextReward(TOKENIZER, digit_reward, max_new_tokens=3, evaluation=evaluation)
+    objective.vectorize = vectorize
+    return ESOptimizer(
+        net, torch.optim.SGD(net.parameters(), lr=1e-3), objective_fn=objective, sigma=0.2,
+        n_samples=8, seed=4, perturbation=family, **options,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "family, evaluation",
+    [(LowRank(rank=1), "batched"), (LowRank(rank=2), "in_place"),
+     (Dense(noise="philox"), "in_place"), (Dense(noise="philox"), "batched")],
+)  # fmt: skip
+def test_members_equal_the_one_at_a_time_path(family, evaluation):
+    """The same fitness as ESOptimizer's own path, which copies each member into the net."""
+    net = tiny_gpt2()
+    reference = make_es(copy.deepcopy(net), family, vectorize=False).gradient_step(SAMPLES)
+    result = make_es(net, family, evaluation).gradient_step(SAMPLES)
+    assert torch.equal(result.fitness, reference.fitness)
+    assert len(set(result.fitness[:, 0].tolist())) > 2  # the members really differ
+
+
+def test_in_place_needs_per_tensor_noise():
+    net = tiny_gpt2()
+    with pytest.raises(Exception, match="MT19937 scheme cannot"):
+        make_es(net, "dense", "in_place").gradient_step(SAMPLES)
+
+
+def test_resume_is_bit_exact(tmp_path):
+    net = tiny_gpt2()
+    es = make_es(net, LowRank(rank=1))
+    for _ in range(2):
+        es.gradient_step(SAMPLES)
+    save_checkpoint(tmp_path / "run.pt", es)
+    for _ in range(2):
+        es.gradient_step(SAMPLES)
+    resumed = make_es(tiny_gpt2(), LowRank(rank=1))
+    load_checkpoint(tmp_path / "run.pt", resumed)
+    for _ in range(2):
+        resumed.gradient_step(SAMPLES)
+    for a, b in zip(net.parameters(), resumed.model.net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    start = tiny_gpt2().parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(net.parameters(), start, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [2, 3])
+def test_process_pool_equals_serial_bit_for_bit(workers):
+    serial_net, pool_net = tiny_gpt2(), tiny_gpt2()
+    serial = make_es(serial_net, LowRank(rank=1))
+    with make_es(pool_net, LowRank(rank=1), backend="multiprocess", n_workers=workers) as pool:
+        for _ in range(2):
+            a, b = serial.gradient_step(SAMPLES), pool.gradient_step(SAMPLES)
+            assert torch.equal(a.fitness, b.fitness)
+    for p, q in zip(serial_net.parameters(), pool_net.parameters(), strict=True):
+        assert torch.equal(p, q)
