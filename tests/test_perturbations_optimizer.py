@@ -238,3 +238,20 @@ def test_training_fits_a_teacher_net(family):
         es.fit(generations=60)
         end = Fit()(es.model, None)
     assert start < -0.4 and end > -0.01
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("family", [LowRank(1), Dense(noise="philox")], ids=str)
+def test_cuda_model_trains_with_noise_drawn_on_the_device(family):
+    es = make_es(family)
+    es.model.net.cuda()
+    es.objective_fn.inputs = es.objective_fn.inputs.cuda()
+    before = {n: p.detach().clone() for n, p in es.model.net.named_parameters()}
+    pop = es.ask()
+    assert all(n.device.type == "cuda" for n in pop.noise([0, 1]))
+    assert pop.perturbations([0]).device.type == "cuda"
+    es._pending = None
+    for _ in range(2):
+        es.gradient_step()
+    for name, param in es.model.net.named_parameters():
+        assert param.device.type == "cuda" and not torch.equal(param, before[name])
