@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from es_opt import ESOptimizer, noise
-from es_opt.estimator import es_gradient
 from es_opt.evaluators.batched import evaluate_population_indices
 from es_opt.perturbations import LowRank, counter_normals
 from es_opt.shaping import centered_ranks
+from es_opt.step import es_gradient
 
 PAIRS = 100
 

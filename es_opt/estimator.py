@@ -11,17 +11,11 @@ O(block × parameters) however large the population; each block is one matrix pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 
-from .shaping import weighted_scores
-
-if TYPE_CHECKING:
-    from .population import Population
-
-__all__ = ["es_gradient", "estimate_gradient", "pair_differences"]
+__all__ = ["estimate_gradient", "pair_differences"]
 
 DEFAULT_BLOCK_ELEMENTS = 1 << 22  # 16 MB of float32 noise per block
 
@@ -66,54 +60,3 @@ def estimate_gradient(
         weights = diffs[rows.start : rows.stop].to(device=device, dtype=dtype)
         gradient += weights @ noise_rows(rows)
     return gradient / (n_evals * sigma)
-
-
-def es_gradient(
-    fitness: torch.Tensor,
-    population: Population,
-    obj_weights: Sequence[float],
-    shaping: Callable[[torch.Tensor], torch.Tensor],
-) -> torch.Tensor:
-    """The whole ES step from fitness to gradient, as one pure function.
-
-    1. shape each objective's column of ``fitness`` (``[n_evals, n_objectives]``, evaluation
-       order) and sum them with ``obj_weights``: ``s_i = Σ_k w_k · shaping(F[:, k])_i``;
-    2. estimate ``g = (s⁺ − s⁻)ᵀ E / (n σ)`` from the pairs' noise, rebuilt from the
-       population's seeds a bounded block at a time (for a low-rank family, one matrix product
-       ``(diag(s⁺ − s⁻) A)ᵀ B`` per matrix: :meth:`es_opt.perturbations.Perturbation.estimate`).
-
-    Returns the flat gradient of the *maximised* objective over the population's selected
-    parameters (split it with ``population.unflatten``). Nothing is changed.
-
-    Example:
-        >>> from es_opt.population import Population
-        >>> from es_opt.shaping import centered_ranks
-        >>> pop = Population(0, 0, 0.1, 4, ("w",), (torch.Size([3]),), torch.zeros(3))
-        >>> F = torch.tensor([[1.0], [0.0], [0.0], [1.0]], dtype=torch.float64)
-        >>> g = es_gradient(F, pop, [1.0], centered_ranks)
-        >>> s = weighted_scores(F, [1.0])
-        >>> expected = ((s[0] - s[1]) * pop.perturbation(0) + (s[2] - s[3]) * pop.perturbation(1))
-        >>> torch.allclose(g, expected.float() / (4 * 0.1))
-        True
-    """
-    scores = weighted_scores(fitness, obj_weights, shaping)
-    center = population.center
-    if not population.original_noise:  # the family's own estimate (low-rank: a GEMM per matrix)
-        return population.family.estimate(
-            scores,
-            population.seed,
-            population.generation,
-            population.shapes,
-            population.ids,
-            sigma=population.sigma,
-            dtype=center.dtype,
-            device=center.device,
-        )
-    return estimate_gradient(
-        scores,
-        population.perturbations,
-        sigma=population.sigma,
-        dim=population.dim,
-        dtype=center.dtype,
-        device=center.device,
-    )

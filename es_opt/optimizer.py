@@ -27,7 +27,6 @@ from ._arguments import (
     check_sigma,
     check_weights,
 )
-from .estimator import es_gradient
 from .evaluators import Evaluator, make_evaluator, resolve_backend
 from .fitness import check_fitness_matrix
 from .history import History
@@ -38,6 +37,7 @@ from .perturbations import Perturbation, make_perturbation
 from .population import Population
 from .result import StepResult
 from .state import ESState
+from .step import es_gradient
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
 

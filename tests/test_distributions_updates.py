@@ -16,9 +16,9 @@ import torch
 from es_opt import noise
 from es_opt.distributions import PGPE, SNES, OpenAIES, nes_utilities, pgpe_step, snes_step
 from es_opt.distributions._moments import dense_rows, pair_moments
-from es_opt.estimator import es_gradient
 from es_opt.population import Population
 from es_opt.shaping import centered_ranks
+from es_opt.step import es_gradient
 
 CURVATURE = [4.0, 1.0, 0.25, 9.0, 0.5]
 TARGET = [0.3, -0.2, 0.1, 0.0, 0.7]

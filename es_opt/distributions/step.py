@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..estimator import es_gradient
 from ..shaping import weighted_scores
+from ..step import es_gradient
 from .base import DistributionStep, SearchDistribution
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def search_step(
     distribution turn the scores and the population's noise into the centre's ascent direction
     and, for PGPE and SNES, the next σ of the selected parameters. Nothing is changed.
 
-    OpenAI-ES (any σ schedule) is exactly :func:`es_opt.estimator.es_gradient` with the
+    OpenAI-ES (any σ schedule) is exactly :func:`es_opt.step.es_gradient` with the
     generation's σ, so a default run keeps its bits and every perturbation family works.
 
     Example:
