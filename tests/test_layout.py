@@ -33,6 +33,7 @@ CORE_FILES = (
     "noise",
     "shaping",
     "estimator",
+    "step",
     "state",
     "result",
     "errors",
