@@ -115,7 +115,9 @@ def grpo(net, tokenizer, args, *, seconds: float, seed: int) -> int:
 def learning(args) -> None:
     ft = sample_script()
     torch.set_num_threads(args.threads)
-    script_args = ft.Args(out=args.out, seed=0, sigma=args.sigma, lr=args.lr, n_samples=32)
+    script_args = ft.Args(
+        out=args.out, seed=0, sigma=args.sigma, lr=args.lr, n_samples=32, model=args.model
+    )
     base, tokenizer, how = ft.load_model(script_args)
     print(f"[learning] {how}; load {load_uptime()}")
     before = ft.held_out_accuracy(base, tokenizer, script_args)
@@ -125,6 +127,7 @@ def learning(args) -> None:
         for method in ("es", "grpo"):
             net = copy.deepcopy(base)
             run_args = ft.Args(
+                perturbation=args.perturbation,
                 out=f"{args.out}/{method}{seed}",
                 seed=seed,
                 sigma=args.sigma,
@@ -176,7 +179,12 @@ def speed(args) -> None:
     tokenizer = ft.CharTokenizer(ft.ALPHABET)
     net = ft.build_gpt2(script_args, tokenizer).eval()
     params = dict(net.named_parameters())
-    prompts = [tokenizer.encode(p) for p in addition_problems(args.speed_prompts, 0)]
+    for n_prompts in args.speed_prompts:
+        prompts = [tokenizer.encode(p) for p in addition_problems(n_prompts, 0)]
+        _speed_row(args, net, params, prompts)
+
+
+def _speed_row(args, net, params, prompts) -> None:
     members = 32
     kwargs = dict(max_new_tokens=4, eos_token_id=None, pad_token_id=0)
     noise = population_noise(params, seed=0, generation=0, indices=range(members), sigma=0.01)
@@ -252,29 +260,33 @@ params = dict(net.named_parameters())
 model_bytes = sum(p.numel() * p.element_size() for p in params.values())
 largest = max(p.numel() * p.element_size() for p in params.values())
 prompts = [[i % 1000 for i in range(j, j + 8)] for j in range(8)]
+new_tokens = 2
 generate(net, prompts[:1], max_new_tokens=2)  # warm up allocator and kernels
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
 base = rss("VmRSS:")
 with torch.no_grad():
-    if mode == "in_place":
+    if mode == "none":  # the activations of decoding alone, unperturbed
+        for m in range(32):
+            generate(net, prompts, max_new_tokens=new_tokens)
+    elif mode == "in_place":
         for m in range(32):
             deltas = member_deltas(params, seed=0, generation=0, index=m, sigma=1e-3, rank=None)
             with perturbed_in_place(net, deltas):
-                generate(net, prompts, max_new_tokens=4)
+                generate(net, prompts, max_new_tokens=new_tokens)
     elif mode == "batched":
         for start in range(0, 32, 8):
             noise = population_noise(
                 params, seed=0, generation=0, indices=range(start, start + 8), sigma=1e-3
             )
             with batched_members(net, noise, 8):
-                generate(net, prompts, max_new_tokens=4, n_members=8)
+                generate(net, prompts, max_new_tokens=new_tokens, n_members=8)
     elif mode == "copy":
         for m in range(32):
             saved = {n: p.detach().clone() for n, p in params.items()}
             deltas = member_deltas(params, seed=0, generation=0, index=m, sigma=1e-3, rank=None)
             for n, p in params.items():
                 p.add_(deltas[n]())
-            generate(net, prompts, max_new_tokens=4)
+            generate(net, prompts, max_new_tokens=new_tokens)
             for n, p in params.items():
                 p.copy_(saved[n])
             del saved
@@ -285,9 +297,9 @@ print(json.dumps({"model": model_bytes, "largest": largest, "peak_above": rss("V
 def memory(args) -> None:
     print(
         f"[memory] GPT-2 {args.memory_layers} layers x {args.memory_width}, 32 members, 8 prompts, "
-        f"4 new tokens; peak RSS above the loaded model; load {load_uptime()}"
+        f"2 new tokens; peak RSS above the loaded model; load {load_uptime()}"
     )
-    for mode in ("in_place", "batched", "copy"):
+    for mode in ("none", "in_place", "batched", "copy"):
         done = subprocess.run(
             [
                 sys.executable,
@@ -322,16 +334,18 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sigma", type=float, default=0.01)
+    parser.add_argument("--perturbation", default="dense", choices=("dense", "lowrank"))
     parser.add_argument("--lr", type=float, default=2e-4, help="ES inner Adam lr")
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--grpo-prompts", type=int, default=16)
     parser.add_argument("--group", type=int, default=8, help="GRPO completions per prompt")
-    parser.add_argument("--speed-prompts", type=int, default=32)
+    parser.add_argument("--speed-prompts", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--memory-layers", type=int, default=8)
+    parser.add_argument("--memory-layers", type=int, default=4)
     parser.add_argument("--memory-width", type=int, default=512)
     parser.add_argument("--out", default="runs/finetune_benchmark")
+    parser.add_argument("--model", default="", help="a pre-trained model folder (default: train)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     if args.part in ("all", "speed"):

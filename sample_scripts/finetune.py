@@ -49,6 +49,12 @@ class Args:
     pretrain_steps: int = arg(1000, "backprop steps of pre-training at most")
     pretrain_seconds: float = arg(240.0, "pre-training wall-time cap")
     pretrain_carry: float = arg(0.01, "fraction of pre-training sums that carry")
+    perturbation: str = arg("dense", "perturbation family", choices=("dense", "lowrank"))
+    rank: int = arg(1, "rank of the low-rank family")
+    noise: str = arg("philox", "noise scheme", choices=("philox", "mt19937"))
+    evaluation: str = arg(
+        "batched", "members: batched forward or in place", choices=("batched", "in_place")
+    )
     sigma: float = arg(0.01, "perturbation standard deviation")
     n_samples: int = arg(32, "population: evaluations per generation (even)")
     lr: float = arg(2e-4, "learning rate of the inner optimizer")
@@ -162,7 +168,10 @@ def held_out_accuracy(net, tokenizer, args: Args, *, carry: bool = True) -> floa
 
 def build_es(args: Args, net, tokenizer) -> es_opt.ESOptimizer:
     group_size = args.group_size or None
-    objective = TextReward(tokenizer, exact_match, max_new_tokens=4, group_size=group_size)
+    objective = TextReward(
+        tokenizer, exact_match, max_new_tokens=4, group_size=group_size, evaluation=args.evaluation
+    )
+    family = f"lowrank:{args.rank}" if args.perturbation == "lowrank" else "dense"
     return es_opt.ESOptimizer(
         es_opt.Model(net),
         build_optimizer(args.optimizer, net.parameters(), args.lr),
@@ -174,6 +183,8 @@ def build_es(args: Args, net, tokenizer) -> es_opt.ESOptimizer:
         shaping=args.shaping,
         backend=args.backend,
         n_workers=args.workers or None,
+        perturbation=family,
+        noise=args.noise,
     )
 
 
@@ -215,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     evaluations = sum(result.n_evals for result in history)
     print(
         f"ES: {len(history)} generations, {evaluations} evaluations, {elapsed:.1f} s "
-        f"(population {args.n_samples}, sigma {args.sigma}, lr {args.lr})"
+        f"(population {args.n_samples}, {args.perturbation}, {args.evaluation}, "
+        f"sigma {args.sigma}, lr {args.lr})"
     )
     print(
         f"held-out accuracy after ES: {after:.3f} on carrying sums ({no_carry_after:.3f} without)"
