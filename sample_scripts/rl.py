@@ -26,6 +26,7 @@ from torch import nn
 
 import es_opt
 from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
+from es_opt.distributions import DISTRIBUTIONS
 from es_opt.rl import EpisodeReturn, EpisodeSamples, greedy_returns
 from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
 from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
@@ -111,6 +112,8 @@ class Args:
     seed: int = arg(0, "seed of the whole run")
     sigma: float = arg(0.1, "perturbation standard deviation")
     perturbation: str = arg("dense", "perturbation family: dense, lowrank or lowrank:R (rank R)")
+    distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
+                            "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(40, "evaluations per generation (even)")
     lr: float = arg(0.02, "learning rate of the inner optimizer")
     generations: int = arg(1000, "most generations to run")
@@ -120,7 +123,11 @@ class Args:
     betas: tuple[float, float] | None = arg(None, "betas of --optimizer rangerlite")
     shaping: str = arg("centered_ranks", "centered_ranks, z_score, raw or top_pairs(k) (ARS)")
     strategy: str = arg("all", "which layers each generation perturbs", choices=STRATEGIES)
-    backend: str = arg("serial", "where evaluations run", choices=BACKENDS)
+    backend: str = arg(
+        "auto",
+        "where evaluations run (auto: a pool when --workers > 1)",
+        choices=("auto", *BACKENDS),
+    )
     workers: int | None = arg(None, "worker processes (multiprocess, ray)")
     policy: str = arg("mlp", "policy network", choices=("linear", "mlp"))
     hidden: int = arg(32, "hidden units of the mlp policy")
@@ -145,7 +152,7 @@ class Args:
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
-    "shaping", "momentum", "reward_shift", "perturbation",
+    "shaping", "momentum", "reward_shift", "perturbation", "distribution",
 )  # fmt: skip
 
 
@@ -192,7 +199,8 @@ def build(args: Args):
         n_workers=args.workers,
         seed=args.seed,
         shaping=args.shaping,
-        backend=args.backend,
+        distribution=args.distribution,
+        backend=None if args.backend == "auto" else args.backend,
         perturbation=args.perturbation,
     )
     return objective, net, es

@@ -26,6 +26,7 @@ from torch import nn
 
 import es_opt
 from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
+from es_opt.distributions import DISTRIBUTIONS
 from es_opt.perturbations import make_perturbation
 from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
 from es_opt.supervised.datasets import load_digits, load_mnist
@@ -47,6 +48,8 @@ class Args:
     l1_weight: float = arg(0.0, "> 0: also minimise the L1 norm")
     sigma: float = arg(0.1, "perturbation standard deviation")
     perturbation: str = arg("dense", "perturbation family: dense, lowrank or lowrank:R (rank R)")
+    distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
+                            "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(200, "evaluations per generation (even)")
     lr: float = arg(0.05, "learning rate of the inner optimizer")
     lr_final: float = arg(0.1, "cosine decay of lr to lr*LR_FINAL over --decay-generations")
@@ -58,7 +61,11 @@ class Args:
     generations: int = arg(150, "generations to run")
     target: float = arg(0.0, "stop at this test accuracy (0: never)")
     eval_every: int = arg(5, "test the center every N generations")
-    backend: str = arg("serial", "where evaluations run", choices=BACKENDS)
+    backend: str = arg(
+        "auto",
+        "where evaluations run (auto: a pool when --workers > 1)",
+        choices=("auto", *BACKENDS),
+    )
     workers: int = arg(0, "workers of the parallel backends (0: auto)")
     max_batch: int = arg(0, "members per batched call (0: auto)")
     vectorize: bool = arg(True, "evaluate the members in batched calls (torch.func.vmap)")
@@ -125,8 +132,9 @@ def build(args: Args, n_features: int, n_classes: int) -> es_opt.ESOptimizer:
         n_samples=args.n_samples,
         n_workers=args.workers or None,
         seed=args.seed,
-        backend=args.backend,
+        backend=None if args.backend == "auto" else args.backend,
         perturbation=args.perturbation,
+        distribution=args.distribution,
     )
 
 

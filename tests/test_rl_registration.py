@@ -121,9 +121,11 @@ SCRIPT = textwrap.dedent(
         objectives = {
             "string": EpisodeReturn("ScriptWalk-v0"),  # entry point "__main__:Walk"
             "class": EpisodeReturn("ScriptWalkClass-v0"),  # entry point Walk
-            "factory": EpisodeReturn(lambda: Walk()),  # no registration
+            # no registration; the step limit keeps a policy that never moves from walking forever
+            "factory": EpisodeReturn(lambda: Walk(), max_episode_steps=10),
         }
         for name, objective in objectives.items():
+            torch.manual_seed(0)  # the policy's initial weights
             with ESOptimizer(
                 torch.nn.Linear(1, 2), objective_fn=objective, n_samples=4, seed=0,
                 backend="multiprocess", n_workers=2,
