@@ -98,3 +98,39 @@ def test_process_pool_equals_serial_bit_for_bit(workers):
             assert torch.equal(a.fitness, b.fitness)
     for p, q in zip(serial_net.parameters(), pool_net.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(900)
+def test_ray_equals_serial_bit_for_bit():
+    pytest.importorskip("ray")
+    serial_net, ray_net = tiny_gpt2(), tiny_gpt2()
+    serial = make_es(serial_net, LowRank(rank=1), "in_place")
+    with make_es(ray_net, LowRank(rank=1), "in_place", backend="ray", n_workers=2) as remote:
+        for _ in range(2):
+            a, b = serial.gradient_step(SAMPLES), remote.gradient_step(SAMPLES)
+            assert torch.equal(a.fitness, b.fitness)
+    for p, q in zip(serial_net.parameters(), ray_net.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("evaluation", ["batched", "in_place"])
+def test_a_model_on_cuda_trains_and_is_restored_exactly(evaluation):
+    net = tiny_gpt2().to("cuda").to(torch.bfloat16)
+    es = make_es(net, LowRank(rank=1), evaluation)
+    objective = es.objective_fn
+    before = [p.detach().clone() for p in net.parameters()]
+    population = es.ask()
+    fitness = objective.evaluate_population(_Batch(es.model, population, range(8)), SAMPLES)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), before, strict=True))
+    result = es.tell(fitness)
+    assert result.fitness.shape == (8, 1)
+
+
+class _Batch:
+    """What ESOptimizer's batched path hands to evaluate_population."""
+
+    def __init__(self, model, population, indices):
+        self.model, self.population, self.indices = model, population, list(indices)
