@@ -1,6 +1,7 @@
 """A script without ``if __name__ == "__main__":``, written as pytorch-optimize's users write it
 (a Samples dataclass and an objective class defined in the script), trains on the process pool
-and on Ray: the workers never run the script again, and what it defines travels by value."""
+and on Ray: the workers never run the script again, and what it defines travels by value, with
+its base classes (also those of a Generic such as torch's Dataset)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,18 @@ class XY(Samples):
     targets: torch.Tensor
 
 
+class Rows(torch.utils.data.Dataset):  # a Generic: must reach the workers with its real base
+    def __len__(self):
+        return 1
+
+
 class Fit(Objective):
+    def __init__(self):
+        self.data = Rows()
+
     def __call__(self, model, samples):
+        if not isinstance(self.data, torch.utils.data.Dataset):
+            raise TypeError("Rows arrived without its base class")
         return -float((model(samples.inputs) - samples.targets).square().mean())
 
     def collect_stats(self):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+import sys
 from typing import Any
 
 import dill
@@ -37,8 +38,29 @@ __all__ = [
 ]
 
 
+def keep_bases_of_main_classes() -> None:
+    """Lets the classes of ``__main__`` travel by value with their real base classes.
+
+    dill rebuilds a class of ``__main__`` from the ``__orig_bases__`` it *inherits* when it has
+    none of its own: a subclass of a ``Generic`` (``torch.utils.data.Dataset``, ``gymnasium.Env``,
+    ...) would arrive in a worker as a subclass of ``Generic[...]`` only, and ``isinstance`` checks
+    there would fail. Each such class gets its own ``__orig_bases__`` equal to its ``__bases__``
+    (what ``types.get_original_bases`` already reports for it), which dill rebuilds correctly.
+    """
+    main = sys.modules.get("__main__")
+    for value in list(vars(main).values()) if main is not None else ():
+        if (
+            isinstance(value, type)
+            and value.__module__ == "__main__"
+            and "__orig_bases__" not in value.__dict__
+            and hasattr(value, "__orig_bases__")
+        ):
+            value.__orig_bases__ = value.__bases__
+
+
 def pickle_bound(model: Any, objective: Any, backend: str) -> bytes:
     """``dill.dumps((model, objective))``, or a TypeError that says what to change."""
+    keep_bases_of_main_classes()
     try:
         return dill.dumps((model, objective), recurse=True)
     except Exception as exc:
@@ -92,7 +114,12 @@ class StepMessages:
         self._head = {
             "generation": population.generation,
             "seed": population.seed,
-            "sigma": population.sigma,
+            # PGPE's / SNES's per-parameter σ: one [dim] tensor beside the center, never noise
+            "sigma": (
+                population.sigma.detach().cpu()
+                if isinstance(population.sigma, torch.Tensor)
+                else population.sigma
+            ),
             "n_evals": population.n_evals,
             "names": population.names,
             "shapes": population.shapes,
