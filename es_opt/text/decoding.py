@@ -129,7 +129,7 @@ def generate(
     groups = [list(range(len(prompts)))] if hugging_face else _by_length(prompts)
     with torch.no_grad(), _eval_mode(net):
         for group in groups:
-            noise = _gumbel(seed, group, max_new_tokens, temperature)
+            noise = _gumbel(seed, group, temperature)
             decode = _decode_cached if hugging_face else _decode_plain
             tokens = decode(
                 net,
@@ -156,9 +156,7 @@ def _by_length(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _gumbel(
-    seed: int, group: list[int], steps: int, temperature: float
-) -> list[torch.Generator] | None:
+def _gumbel(seed: int, group: list[int], temperature: float) -> list[torch.Generator] | None:
     if temperature == 0:
         return None
     return [torch.Generator().manual_seed(derive_seed(seed, GUMBEL_STREAM, p)) for p in group]

@@ -17,7 +17,7 @@ explores one direction where it should explore 24.)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -108,7 +108,7 @@ def member_deltas(
     index: int,
     sigma: float,
     rank: int | None = None,
-) -> dict[str, callable]:
+) -> dict[str, Callable[[], torch.Tensor]]:
     """Perturbations of evaluation ``index`` for :func:`~es_opt.text.perturbed_in_place`: name →
     a function that rebuilds the tensor's ``±σε`` (dense, or ``±σ A Bᵀ/√r``) from its seed each
     time it is called, so nothing the size of the model is kept.
