@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from es_opt.search import ProgramOptimizer, parse_program
 
 SCRIPT = Path(__file__).resolve().parents[1] / "sample_scripts" / "optimizer_search.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread per process, as the script runs
 
 
 @pytest.mark.slow
@@ -34,6 +36,7 @@ def test_sample_script_tiny_budget(tmp_path):
         text=True,
         timeout=120,
         check=False,
+        env=ENV,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "best reward" in result.stdout and "held-out sine_regression adamw" in result.stdout
@@ -64,6 +67,7 @@ def test_sample_script_tiny_budget(tmp_path):
         text=True,
         timeout=120,
         check=False,
+        env=ENV,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(json.loads((tmp_path / "result.json").read_text())["curve"]) > len(saved["curve"])
