@@ -334,7 +334,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sigma", type=float, default=0.01)
-    parser.add_argument("--perturbation", default="dense", choices=("dense", "lowrank"))
+    parser.add_argument("--perturbation", default="lowrank", choices=("dense", "lowrank"))
     parser.add_argument("--lr", type=float, default=2e-4, help="ES inner Adam lr")
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--grpo-prompts", type=int, default=16)

@@ -9,10 +9,12 @@ No download happens. By default the script builds a small GPT-2 from a ``transfo
 ``"ab+cd="`` of which only ``--pretrain-carry`` carry in the units (so the model is weak on those),
 saves it under ``--out``/pretrained, then fine-tunes every weight by ES on an exact-match reward
 on the sums that carry — the shifted, harder distribution — with greedy decoding (Qiu et al. 2025,
-arXiv 2509.24372). It prints the held-out exact-match accuracy on carrying sums before and after
-(held-out problems are never trained on, by backprop or by ES). ``--model`` loads any local
-causal LM and its tokenizer (``from_pretrained(..., local_files_only=True)``) and fine-tunes it on
-the same task; with a GPU, add ``--device cuda``.
+arXiv 2509.24372), rank-1 perturbations and all members of a batch decoded in one forward per
+token (EGGROLL, Sarkar et al. 2025, arXiv 2511.16652; ``--perturbation dense`` and
+``--evaluation in_place`` for the alternatives). It prints the held-out exact-match accuracy on
+carrying sums before and after (held-out problems are never trained on, by backprop or by ES).
+``--model`` loads any local causal LM and its tokenizer (``from_pretrained(...,
+local_files_only=True)``) and fine-tunes it on the same task; with a GPU, add ``--device cuda``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Args:
     pretrain_steps: int = arg(1000, "backprop steps of pre-training at most")
     pretrain_seconds: float = arg(240.0, "pre-training wall-time cap")
     pretrain_carry: float = arg(0.01, "fraction of pre-training sums that carry")
-    perturbation: str = arg("dense", "perturbation family", choices=("dense", "lowrank"))
+    perturbation: str = arg("lowrank", "perturbation family", choices=("dense", "lowrank"))
     rank: int = arg(1, "rank of the low-rank family")
     noise: str = arg("philox", "noise scheme", choices=("philox", "mt19937"))
     evaluation: str = arg(
