@@ -107,3 +107,10 @@ def test_tasks_are_seeded_and_distinct():
         assert a.loss() == b.loss()
         assert a.loss() != c.loss()
         assert torch.equal(a.batch_loss(3), b.batch_loss(3))
+
+
+def test_building_tasks_leaves_the_global_generator_alone():
+    state = torch.random.get_rng_state()
+    for task in (*SUITE, *HELD_OUT):
+        task.make(0).loss()
+    assert torch.equal(torch.random.get_rng_state(), state)

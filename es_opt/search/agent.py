@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 
 from es_opt import ESOptimizer, Model, Objective, Samples
 
@@ -54,8 +55,9 @@ class EditPolicy(nn.Module):
     def __init__(self, hidden: int = 32, seed: int = 0) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
-        self.body = nn.Linear(N_FEATURES, hidden)
-        self.head = nn.Linear(hidden, sum(HEADS))
+        # skip_init: no draw from the global generator; the weights come from ``gen`` below
+        self.body = skip_init(nn.Linear, N_FEATURES, hidden)
+        self.head = skip_init(nn.Linear, hidden, sum(HEADS))
         with torch.no_grad():
             for layer in (self.body, self.head):
                 layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.1)

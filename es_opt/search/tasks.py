@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import skip_init
 
 __all__ = ["HELD_OUT", "SUITE", "Task", "TaskRun", "make_task"]
 
@@ -57,7 +58,7 @@ def _mlp(sizes: tuple[int, ...], activation: type[nn.Module], gen: torch.Generat
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         if i:
             layers.append(activation())
-        linear = nn.Linear(a, b)
+        linear = skip_init(nn.Linear, a, b)  # no draw from the global generator
         with torch.no_grad():
             bound = 1 / math.sqrt(a)
             linear.weight.copy_((torch.rand(b, a, generator=gen) * 2 - 1) * bound)
@@ -159,7 +160,7 @@ def _digits_logistic(seed: int) -> TaskRun:
 class _NGram(nn.Module):
     def __init__(self, gen: torch.Generator, n_symbols: int = 16, context: int = 3) -> None:
         super().__init__()
-        self.embed = nn.Embedding(n_symbols, 8)
+        self.embed = skip_init(nn.Embedding, n_symbols, 8)
         with torch.no_grad():
             self.embed.weight.copy_(torch.randn(n_symbols, 8, generator=gen))
         self.head = _mlp((8 * context, 48, n_symbols), nn.Tanh, gen)
