@@ -27,6 +27,8 @@ from ._arguments import (
     check_sigma,
     check_weights,
 )
+from .distributions import SearchDistribution, make_distribution, search_step
+from .distributions import _vector as sigmas
 from .evaluators import Evaluator, make_evaluator, resolve_backend
 from .fitness import check_fitness_matrix
 from .history import History
@@ -37,7 +39,6 @@ from .perturbations import Perturbation, make_perturbation
 from .population import Population
 from .result import StepResult
 from .state import ESState
-from .step import es_gradient
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
 
@@ -108,6 +109,12 @@ class ESOptimizer:
         noise: the noise scheme: ``None`` (the family's default: per-pair MT19937 for dense,
             counter-based Philox for low-rank), ``"mt19937"`` or ``"philox"`` (dense only:
             counter-based, drawn on the parameters' device).
+        distribution: the search distribution (:mod:`es_opt.distributions`): ``"openai"`` (the
+            default: OpenAI-ES, one scalar σ; ``OpenAIES(sigma_schedule=...)`` moves it with the
+            generation), ``"pgpe"`` (PGPE, Sehnke et al. 2010) or ``"snes"`` (separable NES,
+            Wierstra et al. 2014), which learn one σ per parameter starting from ``sigma``, or a
+            configured :class:`~es_opt.distributions.SearchDistribution`. PGPE and SNES need
+            ``perturbation="dense"``.
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
             ``eval_timeout``, ``worker_threads``).
 
@@ -143,6 +150,7 @@ class ESOptimizer:
         backend: str | Evaluator | None = None,
         perturbation: str | Perturbation = "dense",
         noise: str | None = None,
+        distribution: str | SearchDistribution = "openai",
         **backend_options: Any,
     ):
         if isinstance(model, nn.Module):
@@ -161,6 +169,8 @@ class ESOptimizer:
         obj_weights, seed = check_weights(obj_weights), check_seed(seed)
         shaping_name, self._shape = check_shaping(shaping)
         family = make_perturbation(perturbation, noise)
+        search = make_distribution(distribution)
+        sigmas.check_family(search, family)
         check_parameters(model)
         # the ancestor's n_workers=4 meant a process pool; devices alone mean one per device
         backend, backend_options = resolve_backend(backend, n_workers, devices, **backend_options)
@@ -179,8 +189,13 @@ class ESOptimizer:
             shaping=shaping_name,
             perturbation=family.spec,
             noise=family.noise,
+            distribution=search.config(),
+            sigma_vector=sigmas.initial_sigma_vector(
+                search, sigma, model.named_trainable_parameters()
+            ),
         )
         self._family = family
+        self._distribution = search
         self._pending: Population | None = None
         self._ask_time = 0.0
         self._evaluator: Evaluator | None = None
@@ -201,6 +216,18 @@ class ESOptimizer:
     def perturbation(self) -> Perturbation:
         """The perturbation family (its string form and noise scheme are in ``state_dict``)."""
         return self._family
+
+    @property
+    def distribution(self) -> SearchDistribution:
+        """The search distribution (its hyperparameters are in ``state_dict``)."""
+        return self._distribution
+
+    @property
+    def sigma_vector(self) -> torch.Tensor | None:
+        """PGPE's / SNES's current σ, one value per trainable parameter in the model's order (a
+        copy); ``None`` for OpenAI-ES, whose σ is :attr:`sigma` (or its schedule's value)."""
+        vector = self.state.sigma_vector
+        return None if vector is None else vector.clone()
 
     @property
     def sgd_optimizer(self) -> torch.optim.Optimizer:
@@ -235,10 +262,13 @@ class ESOptimizer:
         chosen = [params[n] for n in names]
         position = {name: i for i, name in enumerate(params)}
         center = torch.cat([p.detach().reshape(-1) for p in chosen]).clone()
+        sigma = sigmas.generation_sigma(
+            self._distribution, self.sigma, self.state.sigma_vector, self.generation, params, names
+        )
         self._pending = Population(
             generation=self.generation,
             seed=self.seed,
-            sigma=self.sigma,
+            sigma=sigma,
             n_evals=self.n_samples,
             names=names,
             shapes=tuple(p.shape for p in chosen),
@@ -289,13 +319,19 @@ class ESOptimizer:
         eval_time: float,
         start: float,
     ) -> StepResult:
-        """The update of a checked fitness matrix: the ES gradient (a pure function), then the
-        inner optimizer's step on ``−g``. If that step raises, every ``.grad`` is put back."""
-        gradient = es_gradient(fitness, population, self.obj_weights, self._shape)
+        """The update of a checked fitness matrix: the search distribution's step (a pure
+        function: the centre's gradient and, for PGPE/SNES, the next σ), then the inner
+        optimizer's step on ``−g``. If that step raises, every ``.grad`` is put back and σ is
+        unchanged."""
+        step = search_step(fitness, population, self.obj_weights, self._shape, self._distribution)
+        gradient = step.gradient
         selected = dict(
             zip(population.names, population.unflatten(-gradient).values(), strict=True)
         )
         params = self.model.named_trainable_parameters()
+        sigma_vector = self.state.sigma_vector
+        if step.sigma is not None:
+            sigma_vector = sigmas.scatter(sigma_vector, params, population.names, step.sigma)
         saved = {name: param.grad for name, param in params.items()}
         try:
             for name, param in params.items():
@@ -309,7 +345,10 @@ class ESOptimizer:
         if stats is not None and hasattr(self.objective_fn, "merge_stats"):
             self.objective_fn.merge_stats(list(stats))
         self.state = replace(
-            self.state, generation=self.generation + 1, n_objectives=fitness.shape[1]
+            self.state,
+            generation=self.generation + 1,
+            n_objectives=fitness.shape[1],
+            sigma_vector=sigma_vector,
         )
         self._pending = None
         layer_ids = self.model.selected_layers(population.generation, self.seed)
@@ -347,7 +386,8 @@ class ESOptimizer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything that shapes future steps: the :class:`~es_opt.state.ESState` (generation,
-        seed, σ, n_samples, weights, shaping), the layer-sampling strategy, and the inner
+        seed, σ, n_samples, weights, shaping, perturbation family, search distribution and
+        PGPE's / SNES's ``sigma_vector``), the layer-sampling strategy, and the inner
         optimizer's and the objective's state. Loads with ``torch.load(weights_only=True)``. The
         net's weights are saved separately (``net.state_dict()``), or together by
         :func:`es_opt.training.save_checkpoint`."""
@@ -372,6 +412,14 @@ class ESOptimizer:
         else:
             _, shape = check_shaping(loaded.shaping)
         strategy = SamplingStrategy(state["strategy"]) if "strategy" in state else None
+        search, vector = sigmas.restore(
+            loaded.distribution,
+            loaded.sigma_vector,
+            self._distribution,
+            make_perturbation(loaded.perturbation, loaded.noise),
+            self.model.named_trainable_parameters(),
+        )
+        loaded = replace(loaded, sigma_vector=vector)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])
@@ -379,6 +427,7 @@ class ESOptimizer:
         if (loaded.perturbation, loaded.noise) != (family.spec, family.noise):
             family = make_perturbation(loaded.perturbation, loaded.noise)
         self.state, self._shape, self._family = loaded, shape, family
+        self._distribution = search
         if strategy is not None:
             self.model.strategy = strategy
         self._pending = None
@@ -408,7 +457,7 @@ class ESOptimizer:
         return (
             f"ESOptimizer(sigma={self.sigma}, n_samples={self.n_samples}, "
             f"obj_weights={list(self.obj_weights)}, shaping={self.shaping_name!r}, "
-            f"perturbation={self._family!r}, "
+            f"perturbation={self._family!r}, distribution={self._distribution!r}, "
             f"seed={self.seed}, generation={self.generation}, "
             f"optimizer={type(self.optimizer).__name__}, model={self.model!r})"
         )

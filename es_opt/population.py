@@ -47,7 +47,9 @@ class Population:
 
     generation: int
     seed: int
-    sigma: float
+    sigma: float | torch.Tensor
+    """σ of the generation: a float, or one value per selected parameter (PGPE, SNES; a flat
+    ``[dim]`` tensor on the center's device: members are ``θ ± σ ⊙ ε_j``)."""
     n_evals: int
     names: tuple[str, ...]
     shapes: tuple[torch.Size, ...]
@@ -57,6 +59,18 @@ class Population:
     """Each selected tensor's index among the model's trainable parameters (the counter word of
     counter-based noise, so a tensor's noise does not depend on which others are selected);
     ``None``: ``0, 1, …``."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sigma, torch.Tensor):
+            if self.sigma.shape != self.center.shape:
+                raise ValueError(
+                    f"a per-parameter sigma must have the center's shape {tuple(self.center.shape)}"
+                    f", got {tuple(self.sigma.shape)}"
+                )
+            if not isinstance(self.family, Dense):
+                raise ValueError(
+                    f"a per-parameter sigma needs dense perturbations, got {self.family!r}"
+                )
 
     @property
     def original_noise(self) -> bool:
@@ -135,7 +149,10 @@ class Population:
             # whole pairs in order (the usual batch): both signs in one broadcast, no gathered
             # copy of ε; the same two element-wise operations as perturb(), so the same bits
             eps = self.perturbations(range(first // 2, (first + len(indices)) // 2))
-            signs = torch.tensor([[self.sigma], [-self.sigma]], dtype=center.dtype)
+            if isinstance(self.sigma, torch.Tensor):  # per parameter: [2, dim], exact negation
+                signs = torch.stack([self.sigma, -self.sigma])
+            else:
+                signs = torch.tensor([[self.sigma], [-self.sigma]], dtype=center.dtype)
             return perturb(center, eps.unsqueeze(1), signs.to(center.device)).flatten(0, 1)
         pairs = sorted({index // 2 for index in indices})
         row_of = {pair: row for row, pair in enumerate(pairs)}
@@ -143,6 +160,10 @@ class Population:
         rows = [row_of[index // 2] for index in indices]
         if rows != list(range(len(pairs))):
             eps = eps[rows]
+        if isinstance(self.sigma, torch.Tensor):
+            # ±σ row by row: the same values as the whole-pair path's stack, so the same bits
+            signs = torch.tensor([self.sign(i) for i in indices], dtype=center.dtype)
+            return perturb(center, eps, signs.to(center.device).unsqueeze(1) * self.sigma)
         scale = torch.tensor([self.sign(i) * self.sigma for i in indices], dtype=center.dtype)
         return perturb(center, eps, scale.unsqueeze(1).to(center.device))
 

@@ -8,15 +8,21 @@ the inner optimizer's and the objective's own state, as one explicit, validated 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+import torch
+
 from ._arguments import check_n_samples, check_seed, check_sigma, check_weights
+from .distributions import DISTRIBUTIONS, check_sigma_vector
 from .perturbations import make_perturbation
 
 __all__ = ["ESState"]
 
 REQUIRED = ("generation", "seed", "sigma", "n_samples")
+
+OPENAI_CONFIG: dict[str, Any] = {"name": "openai", "sigma_schedule": {"kind": "constant"}}
+"""The search distribution of a state saved before distributions existed: OpenAI-ES, constant σ."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,11 @@ class ESState:
         perturbation: the perturbation family's string form (``"dense"``, ``"lowrank:1"``).
         noise: the noise scheme (``"mt19937"``, ``"philox"``). A state saved before these two
             fields existed ran dense ``"mt19937"`` noise, and loads as such.
+        distribution: the search distribution's hyperparameters
+            (:meth:`es_opt.distributions.SearchDistribution.config`); a state saved before it
+            existed ran OpenAI-ES with a constant σ, and loads as such.
+        sigma_vector: the per-parameter σ of PGPE / SNES, one entry per trainable parameter in
+            the model's order (``None`` for OpenAI-ES, whose σ is ``sigma``).
 
     Example:
         >>> state = ESState(generation=3, seed=0, sigma=0.1, n_samples=8, obj_weights=(1.0,),
@@ -51,6 +62,8 @@ class ESState:
     n_objectives: int | None = None
     perturbation: str = "dense"
     noise: str = "mt19937"
+    distribution: dict[str, Any] = field(default_factory=lambda: dict(OPENAI_CONFIG))
+    sigma_vector: torch.Tensor | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values only (loadable with ``torch.load(weights_only=True)``)."""
@@ -85,4 +98,22 @@ class ESState:
             obj_weights=check_weights(state.get("obj_weights", current.obj_weights)),
             shaping=state.get("shaping", current.shaping),
             n_objectives=state.get("n_objectives"),
+            **_distribution_fields(state),
         )
+
+
+def _distribution_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """``distribution`` and ``sigma_vector`` of a saved state, checked (a state without them ran
+    OpenAI-ES with a constant σ)."""
+    config = state.get("distribution", OPENAI_CONFIG)
+    if not isinstance(config, dict) or config.get("name") not in DISTRIBUTIONS:
+        names = ", ".join(repr(n) for n in DISTRIBUTIONS)
+        raise ValueError(f"distribution must be a dict named one of {names}, got {config!r}")
+    vector = state.get("sigma_vector") if DISTRIBUTIONS[config["name"]].adapts_sigma else None
+    if DISTRIBUTIONS[config["name"]].adapts_sigma:
+        if vector is None:
+            raise KeyError(
+                f"ESOptimizer state_dict of a {config['name']!r} run lacks ['sigma_vector']"
+            )
+        vector = check_sigma_vector("sigma_vector", vector)
+    return {"distribution": dict(config), "sigma_vector": vector}

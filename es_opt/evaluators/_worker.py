@@ -86,13 +86,15 @@ class WorkerState:
         net = self.model.net
         tensors = dict(net.named_parameters())
         tensors.update(net.named_buffers())
-        center = message["center"]
+        center, sigma = message["center"], message["sigma"]
         if self.device is not None:
             center = center.to(self.device)
+            if isinstance(sigma, torch.Tensor):  # PGPE's / SNES's per-parameter σ
+                sigma = sigma.to(self.device)
         population = Population(
             generation=message["generation"],
             seed=message["seed"],
-            sigma=message["sigma"],
+            sigma=sigma,
             n_evals=message["n_evals"],
             names=message["names"],
             shapes=message["shapes"],
