@@ -1,6 +1,6 @@
 """Search for an optimizer: update rules as programs, trained on a suite of small tasks.
 
-    python sample_scripts/optimizer_search.py                       # evolution from random, ~12 min
+    python sample_scripts/optimizer_search.py                       # evolution from random, ~13 min
     python sample_scripts/optimizer_search.py --start lion          # evolution from Lion
     python sample_scripts/optimizer_search.py --method agent        # ES-trained editing policy
     python sample_scripts/optimizer_search.py --method family       # ES over a rule family
@@ -34,7 +34,7 @@ class Args:
     """evolution (regularised evolution), agent (ES-trained editing policy) or family (ES)"""
     start: str = "random"
     """random, or a shipped rule to start from: lion, adamw, ligi, sgd_momentum, radam_like"""
-    budget_seconds: float = 720.0
+    budget_seconds: float = 600.0
     """wall-clock budget of the search itself"""
     workers: int = 2
     """evaluation processes"""
