@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..perturbations import Dense
+from . import distribution_from_config
 from .base import SearchDistribution, check_sigma_vector
 
 __all__ = ["initial_sigma_vector", "gather", "scatter", "check_family", "checked_sigma_vector"]
@@ -111,8 +112,6 @@ def restore(
 ) -> tuple[SearchDistribution, torch.Tensor | None]:
     """The distribution and σ vector of a loaded state, checked against the model and the
     perturbation family (``current`` resolves a schedule function saved by its name)."""
-    from . import distribution_from_config  # the package imports this module
-
     distribution = (
         current if config == current.config() else distribution_from_config(config, current)
     )
