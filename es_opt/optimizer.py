@@ -35,44 +35,13 @@ from .history import History
 from .loop import fit
 from .model import Model, SamplingStrategy
 from .objective import Objective
+from .optim.defaults import DEFAULT_BETAS, DEFAULT_LR, default_optimizer
 from .perturbations import Perturbation, make_perturbation
 from .population import Population
 from .result import StepResult
-from .state import ESState
+from .state import ESState, StateField
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
-
-DEFAULT_LR = 1e-2
-"""Learning rate of the default inner optimizer (RangerLite), as OpenAI's ES used Adam at 0.01."""
-
-DEFAULT_BETAS = (0.9, 0.9)
-"""Betas of the default inner optimizer. RAdam's rectifier ramps the step up over roughly
-``2 / (1 − β2)`` steps: with RangerLite's own β2 = 0.999 an ES run moves at a fraction of its
-learning rate for its first hundreds of generations (measured: CartPole failed to improve for ~100
-generations), while β2 = 0.9 reaches full speed within ~20."""
-
-
-def default_optimizer(params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
-    """The inner optimizer used when none is given: RangerLite with :data:`DEFAULT_LR` and
-    :data:`DEFAULT_BETAS`."""
-    from .optim import RangerLite
-
-    return RangerLite(list(params), lr=DEFAULT_LR, betas=DEFAULT_BETAS)
-
-
-class _StateField:
-    """An attribute of :class:`ESOptimizer` that reads and writes one field of its
-    :class:`~es_opt.state.ESState` (validated by ``check`` on assignment)."""
-
-    def __init__(self, key: str, check: Callable[[Any], Any] | None = None):
-        self.key, self.check = key, check
-
-    def __get__(self, es: Any, owner: type | None = None) -> Any:
-        return self if es is None else getattr(es.state, self.key)
-
-    def __set__(self, es: Any, value: Any) -> None:
-        value = self.check(value) if self.check is not None else value
-        es.state = replace(es.state, **{self.key: value})
 
 
 class ESOptimizer:
@@ -204,13 +173,13 @@ class ESOptimizer:
         self._closed = False
 
     # -- configuration -----------------------------------------------------------------------
-    generation = _StateField("generation")
-    seed = _StateField("seed", check_seed)
-    sigma = _StateField("sigma", check_sigma)
-    n_samples = _StateField("n_samples", check_n_samples)
-    obj_weights = _StateField("obj_weights", check_weights)
-    shaping_name = _StateField("shaping")
-    n_objectives = _StateField("n_objectives")
+    generation = StateField("generation")
+    seed = StateField("seed", check_seed)
+    sigma = StateField("sigma", check_sigma)
+    n_samples = StateField("n_samples", check_n_samples)
+    obj_weights = StateField("obj_weights", check_weights)
+    shaping_name = StateField("shaping")
+    n_objectives = StateField("n_objectives")
 
     @property
     def perturbation(self) -> Perturbation:

@@ -8,6 +8,7 @@ the inner optimizer's and the objective's own state, as one explicit, validated 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -17,7 +18,7 @@ from ._arguments import check_n_samples, check_seed, check_sigma, check_weights
 from .distributions import DISTRIBUTIONS, check_sigma_vector
 from .perturbations import make_perturbation
 
-__all__ = ["ESState"]
+__all__ = ["ESState", "StateField"]
 
 REQUIRED = ("generation", "seed", "sigma", "n_samples")
 
@@ -117,3 +118,18 @@ def _distribution_fields(state: dict[str, Any]) -> dict[str, Any]:
             )
         vector = check_sigma_vector("sigma_vector", vector)
     return {"distribution": dict(config), "sigma_vector": vector}
+
+
+class StateField:
+    """An attribute of :class:`~es_opt.ESOptimizer` that reads and writes one field of its
+    :class:`~es_opt.state.ESState` (validated by ``check`` on assignment)."""
+
+    def __init__(self, key: str, check: Callable[[Any], Any] | None = None):
+        self.key, self.check = key, check
+
+    def __get__(self, es: Any, owner: type | None = None) -> Any:
+        return self if es is None else getattr(es.state, self.key)
+
+    def __set__(self, es: Any, value: Any) -> None:
+        value = self.check(value) if self.check is not None else value
+        es.state = replace(es.state, **{self.key: value})
