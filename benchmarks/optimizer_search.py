@@ -209,7 +209,8 @@ def cmd_parallel(args: argparse.Namespace) -> None:
     rates = {}
     for workers in (1, 2):
         with Evaluations(evaluator, None, n_workers=workers) as evaluations:
-            evaluations([load_rule("sgd_momentum")])  # warm the workers up
+            # warm every worker up (imports, data) before timing
+            evaluations([mutate(load_rule("adamw"), rng) for _ in range(4 * workers)])
             t0 = time.monotonic()
             evaluations(rules)
             rates[workers] = args.n_rules / (time.monotonic() - t0) * 60

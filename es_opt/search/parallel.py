@@ -27,6 +27,8 @@ def _init_worker(evaluator: SuiteEvaluator, cache_dir: str | None, threads: int)
     torch.set_num_threads(threads)
     _WORKER["evaluator"] = evaluator
     _WORKER["cache"] = EvaluationCache(cache_dir) if cache_dir else None
+    for task in evaluator.tasks:  # pay the imports and data loading once, before any rule
+        task.make(evaluator.seed).loss()
 
 
 def _evaluate_with(
