@@ -51,12 +51,13 @@ def build_net(hidden: tuple[int, ...], seed: int) -> nn.Sequential:
 
 
 def run(
-    family, part: str, seed: int, eval_every: int = 5
+    family, part: str, seed: int, max_generations: int = 0, eval_every: int = 5
 ) -> tuple[int | None, float, float, float]:
     """(generation at which the test accuracy first reached the target or None, the wall time
     and the process's CPU time until then (or of the whole run), the last test accuracy). With
     one thread the CPU time is the compute time, whatever else runs on the machine."""
     hidden, target, batch, n_samples, generations = PARTS[part]
+    generations = max_generations or generations
     train, test = load_digits(seed=0)
     net = build_net(hidden, seed)
     lr = 0.05
@@ -84,6 +85,12 @@ def run(
             accuracy = float((logits.argmax(1) == test.targets).float().mean())
             if accuracy >= target:
                 break
+            if (generation + 1) % 25 == 0:
+                print(
+                    f"  generation {generation + 1}: test accuracy {accuracy:.4f}, "
+                    f"{time.process_time() - cpu_start:.1f} s CPU",
+                    flush=True,
+                )
     else:
         generation = None
     reached = None if generation is None else generation + 1
@@ -96,17 +103,21 @@ def main() -> None:
     parser.add_argument("--part", choices=sorted(PARTS), default="digits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--families", nargs="+", default=["dense", "lowrank"])
+    parser.add_argument("--rank", type=int, default=1, help="rank of the low-rank family")
+    parser.add_argument(
+        "--generations", type=int, default=0, help="at most this many (0: the part's default)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"part {args.part}, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     results: dict[str, list] = {}
     for seed in args.seeds:
         for name in args.families:
-            family = LowRank(1) if name == "lowrank" else name
-            reached, wall, cpu, accuracy = run(family, args.part, seed)
+            family = LowRank(args.rank) if name == "lowrank" else name
+            reached, wall, cpu, accuracy = run(family, args.part, seed, args.generations)
             results.setdefault(name, []).append((reached, cpu))
             print(
-                f"seed {seed} {name:8s} reached at generation {reached} in {wall:.1f} s wall, "
+                f"seed {seed} {family} reached at generation {reached} in {wall:.1f} s wall, "
                 f"{cpu:.1f} s CPU (last test accuracy {accuracy:.4f}), "
                 f"load {os.getloadavg()[0]:.2f}",
                 flush=True,
