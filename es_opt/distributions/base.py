@@ -26,6 +26,7 @@ import torch
 from .._validation import check_real, is_real
 
 __all__ = [
+    "AdaptiveDistribution",
     "SearchDistribution",
     "DistributionStep",
     "check_sigma_vector",
@@ -209,3 +210,31 @@ def default_snes_stdev_lr(dim: int) -> float:
     if not is_real(dim) or dim < 1:
         raise ValueError(f"dim must be an int >= 1, got {dim!r}")
     return (3.0 + math.log(dim)) / (5.0 * math.sqrt(dim))
+
+
+class AdaptiveDistribution(SearchDistribution):
+    """A distribution with a per-parameter σ updated every step (PGPE, SNES): :meth:`step` turns a
+    scalar σ into the ``[dim]`` vector and calls :meth:`update`, the algorithm's own equations."""
+
+    adapts_sigma: ClassVar[bool] = True
+
+    def step(
+        self,
+        scores: torch.Tensor,
+        noise_rows: Any,
+        *,
+        sigma: float | torch.Tensor,
+        dim: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> DistributionStep:
+        if not isinstance(sigma, torch.Tensor):
+            sigma = torch.full((dim,), float(sigma), dtype=dtype, device=device)
+        gradient, new_sigma = self.update(scores, noise_rows, sigma)
+        return DistributionStep(gradient=gradient, sigma=new_sigma)
+
+    @abstractmethod
+    def update(
+        self, scores: torch.Tensor, noise_rows: Any, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(centre gradient, next σ)`` from the scores, the pairs' noise and the ``[dim]`` σ."""

@@ -9,7 +9,7 @@ import torch
 
 from ._moments import DEFAULT_BLOCK_ELEMENTS, NoiseRows, pair_moments
 from .base import (
-    DistributionStep,
+    AdaptiveDistribution,
     SearchDistribution,
     check_learning_rate,
     check_sigma_vector,
@@ -87,7 +87,7 @@ def pgpe_step(
     return grad_center, new_sigma
 
 
-class PGPE(SearchDistribution):
+class PGPE(AdaptiveDistribution):
     """PGPE with symmetric sampling (Sehnke et al. 2010) and the stdev safeguards of Toklu et al.
     2020 (pgpelib, EvoTorch): the centre and a per-parameter σ are both updated from the same
     antithetic pairs (see :func:`pgpe_step` for the equations).
@@ -115,7 +115,6 @@ class PGPE(SearchDistribution):
     """
 
     name = "pgpe"
-    adapts_sigma = True
 
     def __init__(
         self,
@@ -129,19 +128,10 @@ class PGPE(SearchDistribution):
             stdev_min, stdev_max, stdev_max_change
         )
 
-    def step(
-        self,
-        scores: torch.Tensor,
-        noise_rows: Any,
-        *,
-        sigma: float | torch.Tensor,
-        dim: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> DistributionStep:
-        if not isinstance(sigma, torch.Tensor):
-            sigma = torch.full((dim,), float(sigma), dtype=dtype, device=device)
-        gradient, new_sigma = pgpe_step(
+    def update(
+        self, scores: torch.Tensor, noise_rows: Any, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return pgpe_step(
             scores,
             noise_rows,
             sigma,
@@ -150,7 +140,6 @@ class PGPE(SearchDistribution):
             stdev_min=self.stdev_min,
             stdev_max=self.stdev_max,
         )
-        return DistributionStep(gradient=gradient, sigma=new_sigma)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ import torch
 from .._validation import check_choice, check_real
 from ._moments import DEFAULT_BLOCK_ELEMENTS, NoiseRows, pair_moments
 from .base import (
-    DistributionStep,
+    AdaptiveDistribution,
     SearchDistribution,
     check_sigma_vector,
     check_stdev_bounds,
@@ -119,7 +119,7 @@ def snes_step(
     return sigma * first, new_sigma
 
 
-class SNES(SearchDistribution):
+class SNES(AdaptiveDistribution):
     """Separable NES (Wierstra et al. 2014, Algorithm 6): the centre follows the natural gradient
     ``σ ⊙ Σ u_k s_k`` through the inner torch optimizer, and log σ follows ``Σ u_k (s_k² − 1)``
     with learning rate ``η_σ`` (see :func:`snes_step`). O(d) memory.
@@ -146,7 +146,6 @@ class SNES(SearchDistribution):
     """
 
     name = "snes"
-    adapts_sigma = True
 
     def __init__(
         self,
@@ -168,29 +167,19 @@ class SNES(SearchDistribution):
         """``η_σ`` for ``dim`` perturbed parameters."""
         return default_snes_stdev_lr(dim) if self.stdev_lr is None else self.stdev_lr
 
-    def step(
-        self,
-        scores: torch.Tensor,
-        noise_rows: Any,
-        *,
-        sigma: float | torch.Tensor,
-        dim: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-    ) -> DistributionStep:
-        if not isinstance(sigma, torch.Tensor):
-            sigma = torch.full((dim,), float(sigma), dtype=dtype, device=device)
-        gradient, new_sigma = snes_step(
+    def update(
+        self, scores: torch.Tensor, noise_rows: Any, sigma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return snes_step(
             scores,
             noise_rows,
             sigma,
-            stdev_lr=self.stdev_lr_for(dim),
+            stdev_lr=self.stdev_lr_for(sigma.numel()),
             utilities=self.utilities,
             stdev_max_change=self.stdev_max_change,
             stdev_min=self.stdev_min,
             stdev_max=self.stdev_max,
         )
-        return DistributionStep(gradient=gradient, sigma=new_sigma)
 
     def config(self) -> dict[str, Any]:
         return {
