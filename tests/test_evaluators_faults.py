@@ -8,6 +8,7 @@ once, whichever process meets the member first, so that the retried or next step
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import signal
 import subprocess
@@ -256,12 +257,28 @@ def test_keyboard_interrupt_terminates_workers_and_leaves_state_untouched(tmp_pa
     assert workers <= descendants()
     arm(es, 0)
     before = snapshot(es)
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    sleeping = tmp_path / "m"  # written by the member as it starts to sleep
+
+    def press_ctrl_c():
+        deadline = time.monotonic() + 20
+        while not sleeping.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    # A finaliser run by the garbage collector swallows a KeyboardInterrupt raised inside it (an
+    # earlier test's optimizer closing its pool, say); collect first and keep the collector off
+    # while the press is due, so that the press lands in the step.
+    gc.collect()
+    gc.disable()
     start = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        es.gradient_step(batch(1))
-    timer.join()
+    try:
+        presser.start()
+        with pytest.raises(KeyboardInterrupt):
+            es.gradient_step(batch(1))
+    finally:
+        gc.enable()
+        presser.join()
     assert time.monotonic() - start < 10
     assert wait_dead(workers, timeout=5) == []
     assert descendants() - others == set()
