@@ -44,7 +44,9 @@ def emit(result: dict, out: str | None) -> None:
 
 
 def cmd_evolution(args: argparse.Namespace) -> None:
-    evaluator = SuiteEvaluator(adam_baselines(), early_stopping=args.early_stopping)
+    evaluator = SuiteEvaluator(
+        adam_baselines(), early_stopping=args.early_stopping, aggregate=args.aggregate
+    )
     start = None if args.start == "random" else [load_rule(args.start)]
     cache = args.cache or tempfile.mkdtemp(prefix="search-cache-")
     t0 = time.monotonic()
@@ -62,6 +64,7 @@ def cmd_evolution(args: argparse.Namespace) -> None:
                 "seed": args.seed,
                 "minutes": elapsed / 60,
                 "workers": args.workers,
+                "aggregate": args.aggregate,
                 "evaluations": len(evolution.history),
                 "trained": evaluations.evaluated,
                 "cache_hit_rate": evaluations.hit_rate,
@@ -228,6 +231,7 @@ def main() -> None:
     evo.add_argument("--workers", type=int, default=1)
     evo.add_argument("--population", type=int, default=20)
     evo.add_argument("--early-stopping", default="halving")
+    evo.add_argument("--aggregate", default="mean", help="mean or min of the task scores")
     evo.add_argument("--cache", default=None)
     evo.add_argument("--checkpoint", default=None)
     fam = sub.add_parser("family")

@@ -42,6 +42,8 @@ class Args:
     """seed of the search"""
     early_stopping: str = "halving"
     """halving, curve or none"""
+    aggregate: str = "mean"
+    """reward from the task scores: mean, or min (the worst task: better everywhere)"""
     held_out_seeds: int = 3
     """seeds of the held-out comparison"""
     out_dir: str = "runs/optimizer_search"
@@ -79,7 +81,9 @@ def main() -> None:
     baselines = {name: r.loss for name, r in adam.items()}
     print(f"tuned Adam on {len(tasks)} tasks in {time.monotonic() - t0:.1f}s: {baselines}")
     early = None if args.early_stopping == "none" else args.early_stopping
-    evaluator = SuiteEvaluator(baselines, tasks, lrs, early_stopping=early)
+    evaluator = SuiteEvaluator(
+        baselines, tasks, lrs, early_stopping=early, aggregate=args.aggregate
+    )
     checkpoint = out / f"{args.method}-checkpoint"
     start = None if args.start == "random" else load_rule(args.start)
     curve: list[tuple[int, float]] = []

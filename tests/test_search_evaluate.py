@@ -42,6 +42,21 @@ def test_adamw_program_scores_exactly_tuned_adam(small):
     assert result.steps_run == result.steps_full == 3 * 27 * 2
 
 
+def test_min_aggregate_is_the_worst_task_and_keys_the_cache_apart(small):
+    tasks, baselines = small
+    rule = load_rule("lion")
+    mean = SuiteEvaluator(baselines, tasks, LRS, early_stopping=None)
+    worst = SuiteEvaluator(baselines, tasks, LRS, early_stopping=None, aggregate="min")
+    by_mean, by_min = mean(rule), worst(rule)
+    scores = [r.score for r in by_mean.tasks]
+    assert [r.score for r in by_min.tasks] == scores  # same training, another reduction
+    assert scores[0] != scores[1]
+    assert by_mean.reward == sum(scores) / 2 and by_min.reward == min(scores)
+    assert mean.fingerprint() != worst.fingerprint()
+    with pytest.raises(ValueError, match="aggregate must be one of .* got 'max'"):
+        SuiteEvaluator(baselines, tasks, aggregate="max")
+
+
 def test_trivial_rule_is_not_trained(small):
     tasks, baselines = small
     result = SuiteEvaluator(baselines, tasks, LRS)(parse_program("update = mul(w, 0.1)"))

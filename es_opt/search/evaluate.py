@@ -9,9 +9,14 @@ in full), the task score is
     s = \mathrm{clip}\Big(\frac{L_0 - L}{L_0 - L_{\mathrm{Adam}}}, -1, 2\Big)
 
 (1 = as good as tuned Adam, 0 = no progress, -1 = diverged on every learning rate) and the reward
-is the mean score over the suite. A rule whose update cannot depend on the gradient is *trivial*
-and gets :data:`TRIVIAL_REWARD` without training; the search environment gives
-:data:`INVALID_REWARD` to edits that make no valid program.
+is the mean score over the suite (``aggregate="mean"``) or the worst task's score
+(``aggregate="min"``). The mean lets a rule trade tasks against each other: a task on which tuned
+Adam gains little turns a small absolute gain into a large score. The minimum rewards only what
+helps every task, the reward to use when the question is "better everywhere".
+
+A rule whose update cannot depend on the gradient is *trivial* and gets :data:`TRIVIAL_REWARD`
+without training; the search environment gives :data:`INVALID_REWARD` to edits that make no
+valid program.
 
 Early stopping (``early_stopping=``):
 
@@ -57,6 +62,7 @@ TRIVIAL_REWARD = 0.0
 DIVERGED_SCORE = -1.0
 HOPELESS_SCORE = 0.05
 EARLY_STOPPING = ("halving", "curve", None)
+AGGREGATES = ("mean", "min")
 
 
 @dataclass
@@ -76,7 +82,7 @@ class RuleResult:
     """A rule on the suite.
 
     Attributes:
-        reward: mean task score (or a penalty).
+        reward: the task scores' mean or minimum (the evaluator's ``aggregate``), or a penalty.
         status: ``"ok"``, ``"trivial"``, ``"hopeless"`` (stopped early) or ``"diverged"``.
         tasks: per-task results (empty for trivial rules).
         steps_run: optimizer steps actually run, over all tasks and learning rates.
@@ -197,6 +203,7 @@ class SuiteEvaluator:
         lrs: the learning-rate grid.
         seed: seed of every network and minibatch order.
         early_stopping: ``"halving"``, ``"curve"`` or ``None`` (see the module docstring).
+        aggregate: ``"mean"`` or ``"min"``: how the task scores make the reward.
 
     Example:
         >>> from es_opt.search.tasks import make_task
@@ -214,12 +221,15 @@ class SuiteEvaluator:
     lrs: tuple[float, ...] = LRS
     seed: int = 0
     early_stopping: str | None = "halving"
+    aggregate: str = "mean"
 
     def __post_init__(self) -> None:
         if self.early_stopping not in EARLY_STOPPING:
             raise ValueError(
                 f"early_stopping must be one of {EARLY_STOPPING}, got {self.early_stopping!r}"
             )
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
         missing = [t.name for t in self.tasks if t.name not in self.baselines]
         if missing:
             raise ValueError(f"baselines has no loss for task(s) {missing}")
@@ -228,7 +238,14 @@ class SuiteEvaluator:
         """What the cache key must contain besides the rule: everything that changes a reward."""
         tasks = ",".join(f"{t.name}:{t.steps}" for t in self.tasks)
         lrs = ",".join(repr(lr) for lr in self.lrs)
-        return f"{tasks}|{lrs}|{self.seed}|{self.early_stopping}|v1"
+        key = f"{tasks}|{lrs}|{self.seed}|{self.early_stopping}|v1"
+        return key if self.aggregate == "mean" else f"{key}|{self.aggregate}"
+
+    def _reward(self, results: list[TaskResult]) -> float:
+        """The reward from the tasks scored so far; a task not run (a hopeless rule stopped after
+        the first) counts as 0 in the mean and does not enter the minimum."""
+        scores = [r.score for r in results]
+        return sum(scores) / len(self.tasks) if self.aggregate == "mean" else min(scores)
 
     def __call__(self, program: Program) -> RuleResult:
         """Score ``program``; never raises for a bad rule (diverging is a score)."""
@@ -246,9 +263,10 @@ class SuiteEvaluator:
             )
             results.append(result)
             if hopeless and k == 0:
-                reward = sum(r.score for r in results) / len(self.tasks)
-                return RuleResult(reward, "hopeless", results, result.steps_run, full)
-        reward = sum(r.score for r in results) / len(results)
+                return RuleResult(
+                    self._reward(results), "hopeless", results, result.steps_run, full
+                )
+        reward = self._reward(results)
         diverged = all(r.score == DIVERGED_SCORE for r in results)
         steps = sum(r.steps_run for r in results)
         return RuleResult(reward, "diverged" if diverged else "ok", results, steps, full)
