@@ -8,7 +8,6 @@ once, whichever process meets the member first, so that the retried or next step
 from __future__ import annotations
 
 import copy
-import gc
 import os
 import signal
 import subprocess
@@ -266,19 +265,18 @@ def test_keyboard_interrupt_terminates_workers_and_leaves_state_untouched(tmp_pa
         os.kill(os.getpid(), signal.SIGINT)
 
     presser = threading.Thread(target=press_ctrl_c, daemon=True)
-    # A finaliser run by the garbage collector swallows a KeyboardInterrupt raised inside it (an
-    # earlier test's optimizer closing its pool, say); collect first and keep the collector off
-    # while the press is due, so that the press lands in the step.
-    gc.collect()
-    gc.disable()
+    # A process started in the background by a non-interactive shell (`cmd &`, as a CI runner or
+    # nohup may start the suite) inherits SIGINT ignored, and Python then leaves it ignored: give
+    # the step the handler an interactive Ctrl-C meets.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.monotonic()
     try:
         presser.start()
         with pytest.raises(KeyboardInterrupt):
             es.gradient_step(batch(1))
     finally:
-        gc.enable()
         presser.join()
+        signal.signal(signal.SIGINT, inherited)
     assert time.monotonic() - start < 10
     assert wait_dead(workers, timeout=5) == []
     assert descendants() - others == set()
