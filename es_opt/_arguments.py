@@ -9,12 +9,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from . import shaping as shaping_lib
 from ._validation import check_int, check_real, is_real
 from .model import Model
 
 __all__ = [
+    "check_model",
+    "check_one_optimizer",
+    "check_objective",
     "check_sigma",
     "check_n_samples",
     "check_seed",
@@ -23,6 +27,30 @@ __all__ = [
     "check_parameters",
     "check_optimizer_holds",
 ]
+
+
+def check_model(model: Any) -> Model:
+    """``model`` as an es_opt :class:`~es_opt.Model` (an ``nn.Module`` is wrapped)."""
+    if isinstance(model, nn.Module):
+        model = Model(model)
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be an es_opt.Model or an nn.Module, got {type(model)}")
+    return model
+
+
+def check_one_optimizer(optimizer: Any, sgd_optimizer: Any) -> Any:
+    """The inner optimizer, given as ``optimizer=`` or the ancestor's ``sgd_optimizer=``."""
+    if optimizer is not None and sgd_optimizer is not None:
+        raise ValueError("pass the inner optimizer as optimizer= or sgd_optimizer=, not both")
+    return optimizer if optimizer is not None else sgd_optimizer
+
+
+def check_objective(objective_fn: Any) -> None:
+    if objective_fn is None or not callable(objective_fn):
+        raise TypeError(
+            "objective_fn must be an es_opt.Objective or a callable (model, samples) -> "
+            f"score, got {type(objective_fn).__name__}"
+        )
 
 
 def check_sigma(sigma: Any) -> float:

@@ -19,7 +19,10 @@ import torch
 from torch import nn
 
 from ._arguments import (
+    check_model,
     check_n_samples,
+    check_objective,
+    check_one_optimizer,
     check_optimizer_holds,
     check_parameters,
     check_seed,
@@ -122,18 +125,9 @@ class ESOptimizer:
         distribution: str | SearchDistribution = "openai",
         **backend_options: Any,
     ):
-        if isinstance(model, nn.Module):
-            model = Model(model)
-        if not isinstance(model, Model):
-            raise TypeError(f"model must be an es_opt.Model or an nn.Module, got {type(model)}")
-        if optimizer is not None and sgd_optimizer is not None:
-            raise ValueError("pass the inner optimizer as optimizer= or sgd_optimizer=, not both")
-        optimizer = optimizer if optimizer is not None else sgd_optimizer
-        if objective_fn is None or not callable(objective_fn):
-            raise TypeError(
-                "objective_fn must be an es_opt.Objective or a callable (model, samples) -> "
-                f"score, got {type(objective_fn).__name__}"
-            )
+        model = check_model(model)
+        optimizer = check_one_optimizer(optimizer, sgd_optimizer)
+        check_objective(objective_fn)
         sigma, n_samples = check_sigma(sigma), check_n_samples(n_samples)
         obj_weights, seed = check_weights(obj_weights), check_seed(seed)
         shaping_name, self._shape = check_shaping(shaping)
@@ -321,18 +315,9 @@ class ESOptimizer:
         )
         self._pending = None
         layer_ids = self.model.selected_layers(population.generation, self.seed)
-        return StepResult(
-            generation=population.generation,
-            n_evals=population.n_evals,
-            fitness_mean=tuple(fitness.mean(0).tolist()),
-            fitness_max=tuple(fitness.max(0).values.tolist()),
-            fitness_min=tuple(fitness.min(0).values.tolist()),
-            grad_norm=float(gradient.norm()),
-            eval_time=eval_time,
-            step_time=time.perf_counter() - start,
-            layers=tuple(self.model.layers[i].name for i in layer_ids),
-            fitness=fitness,
-        )
+        layers = tuple(self.model.layers[i].name for i in layer_ids)
+        step_time = time.perf_counter() - start
+        return StepResult.of(population.generation, fitness, gradient, eval_time, step_time, layers)
 
     def fit(
         self,

@@ -40,6 +40,30 @@ class StepResult:
     layers: tuple[str, ...]
     fitness: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def of(
+        cls,
+        generation: int,
+        fitness: torch.Tensor,
+        gradient: torch.Tensor,
+        eval_time: float,
+        step_time: float,
+        layers: tuple[str, ...],
+    ) -> StepResult:
+        """The summary of a step from its raw ``[n_evals, n_objectives]`` fitness and gradient."""
+        return cls(
+            generation=generation,
+            n_evals=fitness.shape[0],
+            fitness_mean=tuple(fitness.mean(0).tolist()),
+            fitness_max=tuple(fitness.max(0).values.tolist()),
+            fitness_min=tuple(fitness.min(0).values.tolist()),
+            grad_norm=float(gradient.norm()),
+            eval_time=eval_time,
+            step_time=step_time,
+            layers=layers,
+            fitness=fitness,
+        )
+
     @property
     def evals_per_second(self) -> float:
         return self.n_evals / self.eval_time if self.eval_time > 0 else float("inf")
