@@ -52,7 +52,12 @@ def cmd_evolution(args: argparse.Namespace) -> None:
     t0 = time.monotonic()
     with Evaluations(evaluator, cache, n_workers=args.workers) as evaluations:
         evolution = RegularizedEvolution(
-            evaluations, population_size=args.population, sample_size=5, seed=args.seed, start=start
+            evaluations,
+            population_size=args.population,
+            sample_size=5,
+            seed=args.seed,
+            start=start,
+            novelty_tries=args.novelty_tries,
         )
         evolution.run(budget_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
         elapsed = time.monotonic() - t0
@@ -65,6 +70,8 @@ def cmd_evolution(args: argparse.Namespace) -> None:
                 "minutes": elapsed / 60,
                 "workers": args.workers,
                 "aggregate": args.aggregate,
+                "novelty_tries": args.novelty_tries,
+                "distinct_rules": len(evolution.seen),
                 "evaluations": len(evolution.history),
                 "trained": evaluations.evaluated,
                 "cache_hit_rate": evaluations.hit_rate,
@@ -232,6 +239,9 @@ def main() -> None:
     evo.add_argument("--population", type=int, default=20)
     evo.add_argument("--early-stopping", default="halving")
     evo.add_argument("--aggregate", default="mean", help="mean or min of the task scores")
+    evo.add_argument(
+        "--novelty-tries", type=int, default=20, help="redraws of an already-drawn child (0: none)"
+    )
     evo.add_argument("--cache", default=None)
     evo.add_argument("--checkpoint", default=None)
     fam = sub.add_parser("family")

@@ -222,6 +222,7 @@ def build_optimizer(
     betas: tuple[float, float] | None = None,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    max_speed: float | None = None,
 ) -> Any:
     """The inner optimizer a script's ``--optimizer`` names, in the scripts' one convention.
 
@@ -233,6 +234,8 @@ def build_optimizer(
             own betas, so a preset tuned for RangerLite does not change Adam or Ligi.
         momentum: the momentum of SGD and ClipUp.
         weight_decay: L2 penalty (decoupled in RangerLite); ClipUp has none and refuses it.
+        max_speed: ClipUp's speed limit (None: ``2 * lr``, the paper's); the other optimizers
+            have none and refuse it.
 
     Example:
         >>> import torch
@@ -244,6 +247,8 @@ def build_optimizer(
 
     from .optim import ClipUp, Ligi, RangerLite
 
+    if max_speed is not None and name != "clipup":
+        raise ValueError(f"max_speed is ClipUp's speed limit; optimizer {name!r} has none")
     if name == "rangerlite":
         options = {} if betas is None else {"betas": tuple(betas)}
         return RangerLite(params, lr=lr, weight_decay=weight_decay, **options)
@@ -256,5 +261,5 @@ def build_optimizer(
     if name == "clipup":
         if weight_decay:
             raise ValueError(f"optimizer 'clipup' has no weight_decay, got {weight_decay}")
-        return ClipUp(params, lr=lr, momentum=momentum)
+        return ClipUp(params, lr=lr, momentum=momentum, max_speed=max_speed)
     raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {name!r}")

@@ -30,7 +30,7 @@ from ._arguments import (
     check_sigma,
     check_weights,
 )
-from .distributions import SearchDistribution, make_distribution, search_step
+from .distributions import SearchDistribution, make_distribution
 from .distributions import _vector as sigmas
 from .evaluators import Evaluator, make_evaluator, resolve_backend
 from .fitness import check_fitness_matrix
@@ -43,6 +43,7 @@ from .perturbations import Perturbation, make_perturbation
 from .population import Population
 from .result import StepResult
 from .state import ESState, StateField
+from .update import UpdateRule, apply_update, selected_center
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
 
@@ -64,9 +65,10 @@ class ESOptimizer:
         devices: the ancestor's list of devices; parallel workers are pinned to them round-robin.
         n_workers: worker processes (``multiprocess``) or actors (``ray``).
         seed: every random draw of the run derives from it (and the generation, and the index).
-        shaping: ``"centered_ranks"`` (default), ``"z_score"``, ``"raw"``, ``"top_pairs(k)"``
-            (ARS's top directions, :class:`es_opt.shaping.TopPairs`), or a function
-            ``Tensor[n] -> Tensor[n]``.
+        shaping: ``"centered_ranks"`` (default; ties share their average rank),
+            ``"centered_ranks_ordinal"`` (ties ranked by position, as EvoTorch), ``"z_score"``,
+            ``"raw"``, ``"top_pairs(k)"`` (ARS's top directions, :class:`es_opt.shaping.TopPairs`),
+            or a function ``Tensor[n] -> Tensor[n]``.
         backend: ``"serial"``, ``"multiprocess"``, ``"ray"`` or an
             :class:`~es_opt.evaluators.Evaluator`. By default ``"serial"``, or ``"multiprocess"``
             when ``n_workers`` > 1 or ``devices`` is given (as the ancestor's ``n_workers`` meant
@@ -88,7 +90,7 @@ class ESOptimizer:
             configured :class:`~es_opt.distributions.SearchDistribution`. PGPE and SNES need
             ``perturbation="dense"``.
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
-            ``eval_timeout``, ``worker_threads``).
+            ``eval_timeout``, ``worker_threads``, ``sync="replay"``).
 
     Example:
         >>> net = nn.Linear(3, 1)
@@ -205,8 +207,14 @@ class ESOptimizer:
         if self._evaluator is None:
             evaluator = make_evaluator(self._backend, **self._backend_options)
             evaluator.bind(self.model, self.objective_fn)
+            evaluator.follow(self.optimizer)  # sync="replay": workers keep a replica of it
             self._evaluator = evaluator
         return self._evaluator
+
+    @property
+    def update_rule(self) -> UpdateRule:
+        """Weights, shaping and search distribution: the update besides the inner optimizer."""
+        return UpdateRule(tuple(self.obj_weights), self._shape, self._distribution)
 
     # -- the step ----------------------------------------------------------------------------
     def ask(self) -> Population:
@@ -224,7 +232,7 @@ class ESOptimizer:
         params = self.model.named_trainable_parameters()
         chosen = [params[n] for n in names]
         position = {name: i for i, name in enumerate(params)}
-        center = torch.cat([p.detach().reshape(-1) for p in chosen]).clone()
+        center = selected_center(params, names)
         sigma = sigmas.generation_sigma(
             self._distribution, self.sigma, self.state.sigma_vector, self.generation, params, names
         )
@@ -286,25 +294,17 @@ class ESOptimizer:
         function: the centre's gradient and, for PGPE/SNES, the next σ), then the inner
         optimizer's step on ``−g``. If that step raises, every ``.grad`` is put back and σ is
         unchanged."""
-        step = search_step(fitness, population, self.obj_weights, self._shape, self._distribution)
-        gradient = step.gradient
-        selected = dict(
-            zip(population.names, population.unflatten(-gradient).values(), strict=True)
-        )
         params = self.model.named_trainable_parameters()
+        try:
+            step = apply_update(params, self.optimizer, self.update_rule, population, fitness)
+        except BaseException:
+            self._pending = None
+            raise
         sigma_vector = self.state.sigma_vector
         if step.sigma is not None:
             sigma_vector = sigmas.scatter(sigma_vector, params, population.names, step.sigma)
-        saved = {name: param.grad for name, param in params.items()}
-        try:
-            for name, param in params.items():
-                param.grad = selected[name].clone() if name in selected else None
-            self.optimizer.step()
-        except BaseException:
-            for name, param in params.items():
-                param.grad = saved[name]
-            self._pending = None
-            raise
+        if self._evaluator is not None:  # a backend that replays updates in its workers
+            self._evaluator.updated(population, fitness, self.update_rule)
         if stats is not None and hasattr(self.objective_fn, "merge_stats"):
             self.objective_fn.merge_stats(list(stats))
         self.state = replace(
@@ -317,7 +317,9 @@ class ESOptimizer:
         layer_ids = self.model.selected_layers(population.generation, self.seed)
         layers = tuple(self.model.layers[i].name for i in layer_ids)
         step_time = time.perf_counter() - start
-        return StepResult.of(population.generation, fitness, gradient, eval_time, step_time, layers)
+        return StepResult.of(
+            population.generation, fitness, step.gradient, eval_time, step_time, layers
+        )
 
     def fit(
         self,

@@ -14,6 +14,7 @@ import torch
 
 __all__ = [
     "centered_ranks",
+    "centered_ranks_ordinal",
     "z_score",
     "raw",
     "TopPairs",
@@ -42,6 +43,32 @@ def centered_ranks(fitness: torch.Tensor) -> torch.Tensor:
     first_rank = torch.cumsum(counts, 0) - counts
     average_rank = first_rank + (counts - 1.0) / 2.0
     return average_rank[inverse] / (n - 1) - 0.5
+
+
+def centered_ranks_ordinal(fitness: torch.Tensor) -> torch.Tensor:
+    """Ranks scaled to ``[-0.5, 0.5]``, tied values ranked by position (the earlier one lower).
+
+    The centered ranks of OpenAI's ES code and EvoTorch (an ``argsort`` of the fitness), where
+    :func:`centered_ranks` gives tied values their average. The difference shows when many
+    evaluations tie, e.g. an accuracy over a fixed set: with average ranks an antithetic pair
+    whose members tie does not move the centre; with ordinal ranks its minus member (at the odd
+    index) ranks just above its plus member, so the pair takes a small step along ``-ε``, a
+    zero-mean random direction that keeps a normalised optimizer (ClipUp) exploring a plateau.
+    The result is a permutation of ``i / (n - 1) - 0.5``, ``i = 0 … n-1``.
+
+    Example:
+        >>> ranks = centered_ranks_ordinal(torch.tensor([10.0, -3.0, 10.0, 7.0]))
+        >>> [round(v, 4) for v in ranks.tolist()]
+        [0.1667, -0.5, 0.5, -0.1667]
+    """
+    x = fitness.to(torch.float64).flatten()
+    n = x.numel()
+    if n < 2:
+        return torch.zeros_like(x)
+    order = torch.argsort(x, stable=True)
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(n, dtype=torch.float64) / (n - 1) - 0.5
+    return ranks
 
 
 def z_score(fitness: torch.Tensor) -> torch.Tensor:
@@ -124,6 +151,7 @@ class TopPairs:
 
 SHAPINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "centered_ranks": centered_ranks,
+    "centered_ranks_ordinal": centered_ranks_ordinal,
     "z_score": z_score,
     "raw": raw,
 }

@@ -69,6 +69,12 @@ class Args:
     eval_prompts: int = arg(400, "held-out carrying sums for the accuracy")
     backend: str = arg("serial", "where evaluations run", choices=("serial", "multiprocess", "ray"))
     workers: int = arg(0, "workers of the parallel backends (0: auto)")
+    sync: str = arg(
+        "replay",
+        "parallel backends: replay (workers recompute each update; only scalars travel) or "
+        "center (the new weights are sent each step)",
+        choices=("replay", "center"),
+    )
     resume: str = arg("", "continue the ES run saved in this checkpoint")
     checkpoint_every: int = arg(10, "save a checkpoint every N generations")
     smoke: bool = arg(False, "a tiny budget (seconds): for tests")
@@ -187,6 +193,7 @@ def build_es(args: Args, net, tokenizer) -> es_opt.ESOptimizer:
         n_workers=args.workers or None,
         perturbation=family,
         noise=args.noise,
+        **({} if args.backend == "serial" else {"sync": args.sync}),
     )
 
 

@@ -44,6 +44,8 @@ class Args:
     """halving, curve or none"""
     aggregate: str = "mean"
     """reward from the task scores: mean, or min (the worst task: better everywhere)"""
+    novelty_tries: int = 20
+    """evolution: redraws of a child whose rule was already drawn (0: keep duplicates)"""
     held_out_seeds: int = 3
     """seeds of the held-out comparison"""
     out_dir: str = "runs/optimizer_search"
@@ -97,6 +99,7 @@ def main() -> None:
                 population_size=20,
                 seed=args.seed,
                 start=None if start is None else [start],
+                novelty_tries=args.novelty_tries,
             )
             if args.resume and checkpoint.exists():
                 search.load(checkpoint)

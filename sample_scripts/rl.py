@@ -120,8 +120,12 @@ class Args:
     time_limit: float | None = arg(None, "stop training after this many seconds")
     optimizer: str = arg("rangerlite", "inner optimizer", choices=OPTIMIZERS)
     momentum: float = arg(0.9, "momentum of --optimizer sgd or clipup")
+    max_speed: float | None = arg(None, "speed limit of --optimizer clipup (default: 2 * lr)")
     betas: tuple[float, float] | None = arg(None, "betas of --optimizer rangerlite")
-    shaping: str = arg("centered_ranks", "centered_ranks, z_score, raw or top_pairs(k) (ARS)")
+    shaping: str = arg(
+        "centered_ranks",
+        "centered_ranks, centered_ranks_ordinal, z_score, raw or top_pairs(k) (ARS)",
+    )
     strategy: str = arg("all", "which layers each generation perturbs", choices=STRATEGIES)
     backend: str = arg(
         "auto",
@@ -152,7 +156,7 @@ class Args:
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
-    "shaping", "momentum", "reward_shift", "perturbation", "distribution",
+    "shaping", "momentum", "max_speed", "reward_shift", "perturbation", "distribution",
 )  # fmt: skip
 
 
@@ -191,7 +195,12 @@ def build(args: Args):
     es = es_opt.ESOptimizer(
         model,
         build_optimizer(
-            args.optimizer, net.parameters(), args.lr, betas=args.betas, momentum=args.momentum
+            args.optimizer,
+            net.parameters(),
+            args.lr,
+            betas=args.betas,
+            momentum=args.momentum,
+            max_speed=args.max_speed,
         ),
         objective_fn=objective,
         sigma=args.sigma,

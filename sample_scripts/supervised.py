@@ -51,11 +51,15 @@ class Args:
     distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
                             "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(200, "evaluations per generation (even)")
+    shaping: str = arg(
+        "centered_ranks", "centered_ranks, centered_ranks_ordinal, z_score, raw or top_pairs(k)"
+    )
     lr: float = arg(0.05, "learning rate of the inner optimizer")
     lr_final: float = arg(0.1, "cosine decay of lr to lr*LR_FINAL over --decay-generations")
     decay_generations: int = arg(150, "length of the lr decay (then lr stays at its final value)")
     optimizer: str = arg("adam", "inner optimizer", choices=OPTIMIZERS)
     momentum: float = arg(0.9, "momentum of --optimizer sgd or clipup")
+    max_speed: float | None = arg(None, "speed limit of --optimizer clipup (default: 2 * lr)")
     betas: tuple[float, float] = arg((0.9, 0.9), "betas of --optimizer rangerlite")
     batch_size: int = arg(0, "examples per generation (0: all)")
     generations: int = arg(150, "generations to run")
@@ -121,7 +125,12 @@ def build(args: Args, n_features: int, n_classes: int) -> es_opt.ESOptimizer:
     net = build_net(args, n_features, n_classes)
     objective, weights = build_objective(args)
     optimizer = build_optimizer(
-        args.optimizer, net.parameters(), args.lr, betas=args.betas, momentum=args.momentum
+        args.optimizer,
+        net.parameters(),
+        args.lr,
+        betas=args.betas,
+        momentum=args.momentum,
+        max_speed=args.max_speed,
     )
     return es_opt.ESOptimizer(
         es_opt.Model(net),
@@ -130,6 +139,7 @@ def build(args: Args, n_features: int, n_classes: int) -> es_opt.ESOptimizer:
         obj_weights=weights,
         sigma=args.sigma,
         n_samples=args.n_samples,
+        shaping=args.shaping,
         n_workers=args.workers or None,
         seed=args.seed,
         backend=None if args.backend == "auto" else args.backend,

@@ -200,6 +200,23 @@ def test_build_optimizer_keeps_the_scripts_conventions():
         build_optimizer("lbfgs", params, 0.1)
     with pytest.raises(ValueError, match="'clipup' has no weight_decay, got 0.1"):
         build_optimizer("clipup", params, 0.1, weight_decay=0.1)
+    # ClipUp's speed limit: 2 lr unless given (EvoTorch's PGPE recipe: lr 0.1125, limit 0.15)
+    assert build_optimizer("clipup", params, 0.1).defaults["max_speed"] is None
+    assert build_optimizer("clipup", params, 0.1125, max_speed=0.15).defaults["max_speed"] == 0.15
+    with pytest.raises(ValueError, match="max_speed is ClipUp's speed limit; optimizer 'adam'"):
+        build_optimizer("adam", params, 0.1, max_speed=0.15)
+
+
+def test_both_scripts_pass_the_speed_limit_to_clipup():
+    flags = ["--optimizer", "clipup", "--lr", "0.1125", "--max-speed", "0.15", "--quiet"]
+    rl, supervised = _sample("rl"), _sample("supervised")
+    threads = torch.get_num_threads()
+    _, _, es_rl = rl.build(rl.parse_args(flags))
+    es_supervised = supervised.build(supervised.parse_args(flags), 4, 2)
+    torch.set_num_threads(threads)
+    for es in (es_rl, es_supervised):
+        assert es.optimizer.param_groups[0]["max_speed"] == 0.15
+    assert "max_speed" in rl.RUN_SETTINGS  # --resume restores it with the other settings
 
 
 # --- extras are imported only when used ----------------------------------------------------------

@@ -114,3 +114,11 @@ def test_past_max_retries_a_killed_actor_fails_the_step_cleanly(cluster):
     es.gradient_step(batch(1))
     assert es.generation == 2
     es.close()
+
+
+def test_replayed_updates_on_the_cluster_equal_serial(cluster, serial_run):
+    # sync="replay": after the first step only the update's scalars reach the actors
+    with make_es("ray", n_workers=2, ray_address=cluster.address, sync="replay") as es:
+        assert_same(run(es, 3), serial_run[0])
+        assert es.objective_fn.merged == serial_run[1]
+        assert es.evaluator.sync_stats == {"sent": 2, "replayed": 4, "resynced": 0}

@@ -56,7 +56,7 @@ def test_evolution_resumes_from_a_checkpoint_exactly(tmp_path):
     assert resumed.history == whole.history
     assert str(resumed.best()[0]) == str(whole.best()[0])
     other = RegularizedEvolution(hashed_reward, population_size=9, seed=5)
-    with pytest.raises(ValueError, match=r"checkpoint was saved with config \[8, 5, 2, 5\]"):
+    with pytest.raises(ValueError, match=r"checkpoint was saved with config \[8, 5, 2, 5, 20\]"):
         other.load(tmp_path / "evo.json")
 
 
@@ -65,6 +65,30 @@ def test_evolution_arguments():
         RegularizedEvolution(hashed_reward, population_size=20, sample_size=30)
     with pytest.raises(ValueError, match="give max_evaluations or budget_seconds"):
         RegularizedEvolution(hashed_reward).run()
+    with pytest.raises(ValueError, match="novelty_tries must be an int >= 0, got -1"):
+        RegularizedEvolution(hashed_reward, novelty_tries=-1)
+
+
+def test_evolution_redraws_children_it_has_already_drawn():
+    def drawn(novelty_tries):
+        keys = []
+
+        def reward(programs):
+            keys.extend(canonical_hash(p) for p in programs)
+            return hashed_reward(programs)
+
+        evolution = RegularizedEvolution(
+            reward, population_size=10, sample_size=3, seed=0, novelty_tries=novelty_tries
+        )
+        evolution.run(max_evaluations=200)
+        return keys
+
+    plain, novel = drawn(0), drawn(20)
+    assert len(plain) == len(novel) == 200
+    # without redraws the run collapses onto a few rules (24 distinct of 200 here); with them a
+    # duplicate is kept only when 20 redraws of the same parent all fail (178 distinct)
+    assert len(set(plain)) < 50
+    assert len(set(novel)) > 150
 
 
 def test_mutations_are_valid_seeded_and_change_the_rule():

@@ -9,6 +9,7 @@ from es_opt.estimator import estimate_gradient
 from es_opt.shaping import (
     TopPairs,
     centered_ranks,
+    centered_ranks_ordinal,
     parse_shaping,
     raw,
     weighted_scores,
@@ -137,6 +138,34 @@ def test_top_pairs_rejects_bad_k(k):
 def test_top_pairs_rejects_an_odd_number_of_values():
     with pytest.raises(ValueError, match="even number of values\\), got 3"):
         TopPairs(1)(torch.tensor([1.0, 2.0, 3.0]))
+
+
+@given(vectors)
+def test_ordinal_ranks_break_ties_by_position_and_agree_with_average_ranks_elsewhere(values):
+    x = torch.tensor(values, dtype=torch.float64)
+    r = centered_ranks_ordinal(x)
+    n = len(values)
+    # OpenAI's compute_centered_ranks, transcribed: ranks[x.argsort()] = arange(n), scaled; a
+    # stable sort, so a tie ranks the earlier value lower
+    ranks = [0] * n
+    for rank, i in enumerate(sorted(range(n), key=lambda i: values[i])):
+        ranks[i] = rank
+    assert r.tolist() == [k / (n - 1) - 0.5 for k in ranks]
+    # each tie group spans the same ranks as under average ranks: the same mean, the same sum
+    average = centered_ranks(x)
+    for v in torch.unique(x):
+        mask = x == v
+        assert torch.allclose(r[mask].mean(), average[mask][0])
+    if torch.unique(x).numel() == n:
+        assert torch.equal(r, average)
+
+
+def test_ordinal_ranks_move_the_centre_on_a_tied_pair():
+    # one antithetic pair that ties: average ranks cancel it, ordinal ranks favour its minus side
+    fitness = torch.tensor([1.0, 1.0, 0.0, 2.0])
+    assert centered_ranks(fitness)[:2].tolist() == [0.0, 0.0]
+    assert centered_ranks_ordinal(fitness).tolist() == [1 / 3 - 0.5, 2 / 3 - 0.5, -0.5, 0.5]
+    assert parse_shaping("centered_ranks_ordinal") is centered_ranks_ordinal
 
 
 def test_parse_shaping_names():

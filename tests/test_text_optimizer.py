@@ -88,14 +88,17 @@ def test_resume_is_bit_exact(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [2, 3])
-def test_process_pool_equals_serial_bit_for_bit(workers):
+@pytest.mark.parametrize("workers, sync", [(2, "center"), (3, "replay")])
+def test_process_pool_equals_serial_bit_for_bit(workers, sync):
     serial_net, pool_net = tiny_gpt2(), tiny_gpt2()
     serial = make_es(serial_net, LowRank(rank=1))
-    with make_es(pool_net, LowRank(rank=1), backend="multiprocess", n_workers=workers) as pool:
-        for _ in range(2):
+    options = dict(backend="multiprocess", n_workers=workers, sync=sync)
+    with make_es(pool_net, LowRank(rank=1), **options) as pool:
+        for _ in range(3):
             a, b = serial.gradient_step(SAMPLES), pool.gradient_step(SAMPLES)
             assert torch.equal(a.fitness, b.fitness)
+        if sync == "replay":  # after the first step the workers recompute the model themselves
+            assert pool.evaluator.sync_stats == {"sent": 3, "replayed": 6, "resynced": 0}
     for p, q in zip(serial_net.parameters(), pool_net.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -107,10 +110,12 @@ def test_ray_equals_serial_bit_for_bit():
     pytest.importorskip("ray")
     serial_net, ray_net = tiny_gpt2(), tiny_gpt2()
     serial = make_es(serial_net, LowRank(rank=1), "in_place")
-    with make_es(ray_net, LowRank(rank=1), "in_place", backend="ray", n_workers=2) as remote:
-        for _ in range(2):
+    options = dict(backend="ray", n_workers=2, sync="replay")
+    with make_es(ray_net, LowRank(rank=1), "in_place", **options) as remote:
+        for _ in range(3):
             a, b = serial.gradient_step(SAMPLES), remote.gradient_step(SAMPLES)
             assert torch.equal(a.fitness, b.fitness)
+        assert remote.evaluator.sync_stats == {"sent": 2, "replayed": 4, "resynced": 0}
     for p, q in zip(serial_net.parameters(), ray_net.parameters(), strict=True):
         assert torch.equal(p, q)
 

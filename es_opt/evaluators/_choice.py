@@ -15,10 +15,10 @@ __all__ = ["BACKENDS", "BACKEND_OPTIONS", "resolve_backend"]
 
 BACKENDS = ("serial", "multiprocess", "ray")
 
-BACKEND_OPTIONS = ("ray_address", "max_retries", "eval_timeout", "worker_threads")
+BACKEND_OPTIONS = ("ray_address", "max_retries", "eval_timeout", "worker_threads", "sync")
 """Options of the parallel backends, besides ``n_workers`` and ``devices``."""
 
-_PARALLEL_DEFAULTS = {"max_retries": 1, "eval_timeout": None, "worker_threads": 1}
+_PARALLEL_DEFAULTS = {"max_retries": 1, "eval_timeout": None, "worker_threads": 1, "sync": "center"}
 
 
 def resolve_backend(
@@ -39,7 +39,8 @@ def resolve_backend(
     - ``"serial"`` evaluates in this process, where the model is: ``n_workers`` other than 1,
       ``devices`` or a parallel option contradicts it (``ValueError``).
     - ``"multiprocess"`` and ``"ray"`` take ``n_workers`` (at least ``len(devices)``), ``devices``,
-      ``max_retries``, ``eval_timeout`` and ``worker_threads``; ``ray_address`` is Ray's alone.
+      ``max_retries``, ``eval_timeout``, ``worker_threads`` and ``sync``; ``ray_address`` is
+      Ray's alone.
     - An :class:`Evaluator` instance is used as it is: configure it, not the arguments here.
     - Every device must exist on this machine (``"cuda:0"`` without CUDA is a ``ValueError``).
 

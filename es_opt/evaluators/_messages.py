@@ -5,10 +5,15 @@ actors), the same for both backends:
 - once per step and worker: a step message (:class:`StepMessages`) with the generation, seed, σ,
   the center of the selected parameters, the other tensors that changed since the worker's
   previous step (all of them the first time), the objective's generation state and the samples;
+  with ``sync="replay"`` a worker that saw the previous step gets, instead of the center, what
+  recomputes it (:mod:`es_opt.evaluators._replay`), and a full message also carries the inner
+  optimizer's state;
 - per task: a list of evaluation indices;
 - per task, back: ``("ok", indices, rows, stats)`` with one fitness row (a list of floats) and
-  one stats entry per index, or ``("error", indices, pickled_exception, summary, traceback_text,
-  index)`` where ``index`` is the evaluation that failed (``None`` when unknown).
+  one stats entry per index, ``("resync", indices)`` from a worker whose replayed center does not
+  match (it gets the full state and the task again), or ``("error", indices, pickled_exception,
+  summary, traceback_text, index)`` where ``index`` is the evaluation that failed (``None`` when
+  unknown).
 
 Only seeds, scalars and tensors of the net cross: each worker rebuilds the perturbations itself.
 Classes and functions defined in ``__main__`` travel by value (dill), so a worker never needs the
@@ -27,6 +32,7 @@ import torch
 
 from ..errors import EvaluationError
 from ..population import Population
+from ._replay import digest, group_hyperparameters
 
 __all__ = [
     "StepMessages",
@@ -58,14 +64,22 @@ def keep_bases_of_main_classes() -> None:
             value.__orig_bases__ = value.__bases__
 
 
-def pickle_bound(model: Any, objective: Any, backend: str) -> bytes:
-    """``dill.dumps((model, objective))``, or a TypeError that says what to change."""
+def pickle_bound(model: Any, objective: Any, backend: str, optimizer: Any = None) -> bytes:
+    """``dill.dumps((model, objective))`` (with ``optimizer``, a replica for ``sync="replay"``,
+    pickled in the same call so that its parameter groups hold the copy's own parameters), or a
+    TypeError that says what to change."""
     keep_bases_of_main_classes()
+    bound = (model, objective) if optimizer is None else (model, objective, optimizer)
     try:
-        return dill.dumps((model, objective), recurse=True)
+        return dill.dumps(bound, recurse=True)
     except Exception as exc:
+        what = (
+            "the model and the objective"
+            if optimizer is None
+            else ("the model, the objective and the inner optimizer (sync='replay')")
+        )
         raise TypeError(
-            f"the model and the objective must be picklable (with dill) to run on the {backend!r} "
+            f"{what} must be picklable (with dill) to run on the {backend!r} "
             f"backend: {type(exc).__name__}: {exc}. Keep open files, locks, generators and "
             "environments out of the objective's attributes, or create them lazily in __call__"
         ) from exc
@@ -83,16 +97,44 @@ class StepMessages:
 
     A worker that saw the previous step gets the center of the selected parameters plus the other
     parameters and buffers that changed since then (a *delta*); any other worker (new, replaced,
-    or one whose last task failed) gets the full state.
+    or one whose last task failed) gets the full state. With a replica of the inner optimizer in
+    the workers (``optimizer`` set: ``sync="replay"``), the delta carries, in place of the
+    center, the previous update's fitness and the new center's digest whenever exactly one update
+    (:meth:`record`) followed the previous step.
     """
 
     def __init__(self) -> None:
         self.step_id = 0
+        self.optimizer: Any = None
         self._snapshot: dict[str, torch.Tensor] | None = None
         self._head: dict[str, Any] = {}
+        self._center: torch.Tensor | None = None
+        self._record: dict[str, Any] | None = None
+        self._updates_since_begin = 0
+        self.replays = False  # this step's delta replaces the center by a replayed update
         self._delta: bytes | None = None
         self._full: bytes | None = None
         self._net: torch.nn.Module | None = None
+
+    def record(self, population: Population, fitness: torch.Tensor, rule: Any) -> None:
+        """Notes the update the main process just applied (what a replaying worker needs)."""
+        self._updates_since_begin += 1
+        self._record = None
+        if (
+            self.optimizer is None
+            or self._updates_since_begin != 1
+            or population.generation != self._head.get("generation")
+            or population.seed != self._head.get("seed")
+            or population.n_evals != self._head.get("n_evals")
+        ):
+            return  # not the population the workers hold: the next step sends the center
+        self._record = {
+            "step": self.step_id,
+            "generation": population.generation,
+            "fitness": fitness.detach().cpu().clone(),
+            "rule": rule,
+            "groups": group_hyperparameters(self.optimizer),
+        }
 
     def begin(self, model: Any, objective: Any, population: Population, samples: Any) -> int:
         self.step_id += 1
@@ -129,9 +171,26 @@ class StepMessages:
             "generation_state": generation_state,
             "samples": samples,
         }
-        base = None if first else self.step_id - 1
-        self._delta = _dumps({**self._head, "tensors": changed, "base": base})
-        self._full = self._delta if first else None
+        self._center = self._head.pop("center")
+        replay = None
+        record, self._record, self._updates_since_begin = self._record, None, 0
+        if record is not None and not first and record["step"] == self.step_id - 1:
+            replay = {**record, "digest": digest(self._center)}
+        self.replays = replay is not None
+        if first:  # every worker gets the full state
+            self._delta = self._full = self._full_message(changed)
+        else:
+            center = None if replay is not None else self._center
+            self._delta = _dumps(
+                {
+                    **self._head,
+                    "center": center,
+                    "replay": replay,
+                    "tensors": changed,
+                    "base": self.step_id - 1,
+                }
+            )
+            self._full = None
         for name in selected:
             snapshot[name] = current[name].cpu().clone()
         snapshot.update(changed)
@@ -151,8 +210,21 @@ class StepMessages:
                 for name, value in _state_tensors(self._net).items()
                 if name not in selected
             }
-            self._full = _dumps({**self._head, "tensors": tensors, "base": None})
+            self._full = self._full_message(tensors)
         return self._full
+
+    def _full_message(self, tensors: dict[str, torch.Tensor]) -> bytes:
+        state = None if self.optimizer is None else self.optimizer.state_dict()
+        return _dumps(
+            {
+                **self._head,
+                "center": self._center,
+                "replay": None,
+                "tensors": tensors,
+                "base": None,
+                "optimizer_state": state,
+            }
+        )
 
     @property
     def payload_bytes(self) -> int:
@@ -163,7 +235,7 @@ class StepMessages:
 def _dumps(message: dict[str, Any]) -> bytes:
     """Packs a step message: the tensors with the standard pickle (four times faster than dill on
     a 1M-parameter center), the rest (samples, generation state) with dill."""
-    tensors = {"center": message.pop("center"), "tensors": message.pop("tensors")}
+    tensors = {key: message.pop(key, None) for key in ("center", "tensors", "optimizer_state")}
     try:
         rest = dill.dumps(message, recurse=True)
     except Exception as exc:

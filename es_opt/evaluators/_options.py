@@ -24,6 +24,12 @@ def default_n_workers() -> int:
         return os.cpu_count() or 1
 
 
+SYNCS = ("center", "replay")
+"""How a worker gets each step's centre: sent by the main process (``"center"``), or recomputed
+from the previous step's fitness by a replica of the inner optimizer and checked against the
+centre's digest (``"replay"``: only scalars travel; see :mod:`es_opt.evaluators._replay`)."""
+
+
 @dataclass(frozen=True)
 class Options:
     """The options every parallel backend accepts, checked before anything starts."""
@@ -33,6 +39,7 @@ class Options:
     max_retries: int
     eval_timeout: float | None
     worker_threads: int
+    sync: str = "center"
 
     @classmethod
     def check(
@@ -43,6 +50,7 @@ class Options:
         eval_timeout: Any,
         worker_threads: Any,
         default_workers: int | None = None,
+        sync: Any = "center",
     ) -> Options:
         checked_devices = check_devices(devices)
         if n_workers is None:
@@ -60,7 +68,9 @@ class Options:
         max_retries = check_int("max_retries", max_retries, low=0)
         worker_threads = check_int("worker_threads", worker_threads, low=1)
         timeout = check_timeout(eval_timeout)
-        return cls(n_workers, checked_devices, max_retries, timeout, worker_threads)
+        if sync not in SYNCS:
+            raise ValueError(f"sync must be one of {', '.join(map(repr, SYNCS))}, got {sync!r}")
+        return cls(n_workers, checked_devices, max_retries, timeout, worker_threads, sync)
 
     def device_of(self, worker: int) -> str | None:
         return assign_devices(self.devices, worker + 1)[worker] if self.devices else None

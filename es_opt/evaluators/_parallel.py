@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..errors import EvaluationError
 from ..population import Population
 from ._chunks import chunks_per_worker
 from ._messages import StepMessages, pickle_bound
 from ._options import Options
-from ._scheduler import Scheduler, Transport
+from ._scheduler import EMPTY_SYNC_STATS, Scheduler, Transport
 from .base import Evaluation, Evaluator
 
 __all__ = ["ParallelEvaluator"]
@@ -29,11 +31,30 @@ class ParallelEvaluator(Evaluator):
         self._blob: bytes | None = None
         self._messages = StepMessages()
         self._scheduler: Scheduler | None = None
+        self._sync_stats = dict(EMPTY_SYNC_STATS)
         self._closed = False
 
     def bind(self, model, objective) -> None:
         self._blob = pickle_bound(model, objective, self.backend)
         super().bind(model, objective)
+
+    def follow(self, optimizer: Any) -> None:
+        """With ``sync="replay"``: ships a replica of ``optimizer`` with the model."""
+        if self.options.sync != "replay":
+            return
+        if self._scheduler is not None:
+            raise RuntimeError("follow(optimizer) must come before the first evaluation")
+        self._blob = pickle_bound(self.model, self.objective, self.backend, optimizer)
+        self._messages.optimizer = optimizer
+
+    def updated(self, population: Population, fitness: torch.Tensor, rule: Any) -> None:
+        self._messages.record(population, fitness, rule)
+
+    @property
+    def sync_stats(self) -> dict[str, int]:
+        """Per worker and step, how the centre arrived: ``"replayed"`` by the worker,
+        ``"resynced"`` (a replay that did not match: the full state was sent), or ``"sent"``."""
+        return dict(self._sync_stats)
 
     def evaluate(self, population: Population, samples: Any) -> Evaluation:
         name = type(self).__name__
@@ -44,7 +65,7 @@ class ParallelEvaluator(Evaluator):
         try:
             if self._scheduler is None or not self._running():
                 self._abandon()  # e.g. a replacement that did not start: begin afresh
-                self._scheduler = Scheduler(self._start(), self.options)
+                self._scheduler = Scheduler(self._start(), self.options, self._sync_stats)
             self._messages.begin(self.model, self.objective, population, samples)
             return self._scheduler.run(
                 self._messages, population.n_evals, chunks_per_worker(self.objective)

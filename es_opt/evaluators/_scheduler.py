@@ -119,14 +119,21 @@ class Collector:
         return Evaluation(stack_rows(rows), [self.stats[i] for i in range(self.n_evals)])
 
 
+EMPTY_SYNC_STATS = {"sent": 0, "replayed": 0, "resynced": 0}
+
+
 class Scheduler:
     """Runs generations on a :class:`Transport`; remembers, across steps, which step message each
-    worker holds (a worker that saw the previous step gets only the changes)."""
+    worker holds (a worker that saw the previous step gets only the changes). ``sync_stats``
+    counts, per worker and step, how the centre arrived (see ``ParallelEvaluator.sync_stats``)."""
 
-    def __init__(self, transport: Transport, options: Options):
+    def __init__(
+        self, transport: Transport, options: Options, sync_stats: dict[str, int] | None = None
+    ):
         self.transport = transport
         self.options = options
         self._last_step: list[int | None] = [None] * transport.n_workers
+        self.sync_stats = sync_stats if sync_stats is not None else dict(EMPTY_SYNC_STATS)
 
     def run(self, messages: StepMessages, n_evals: int, per_worker: int) -> Evaluation:
         """Evaluates step ``messages.step_id``; raises the lowest-index error if any failed."""
@@ -149,6 +156,8 @@ class _Generation:
         self.queue = ChunkQueue(n_evals, n_workers, per_worker=per_worker)
         self.collector = Collector(n_evals)
         self.lanes: list[list[Chunk]] = [[] for _ in range(n_workers)]  # sent, in order
+        self.sync_stats = scheduler.sync_stats
+        self.replaying = [False] * n_workers  # sent a replay this step, not yet confirmed
         self.deadlines: list[float | None] = [None] * n_workers  # of each lane's first chunk
 
     def loop(self) -> None:
@@ -181,8 +190,11 @@ class _Generation:
                     return
                 payload = None
                 if self.last_step[slot] != self.step:
+                    replay = self.messages.replays and self.last_step[slot] == self.step - 1
                     payload = self.messages.payload_for(self.last_step[slot])
                     self.last_step[slot] = self.step
+                    self.replaying[slot] = replay
+                    self.sync_stats["replayed" if replay else "sent"] += 1
                 lane.append(chunk)
                 if len(lane) == 1:
                     self.deadlines[slot] = self._deadline(chunk)
@@ -201,9 +213,18 @@ class _Generation:
         return chunk
 
     def _answered(self, slot: int, reply: tuple) -> None:
-        self._pop(slot)
+        chunk = self._pop(slot)
         if reply[0] == "ok":
             self.collector.add(reply[1], reply[2], reply[3])
+            return
+        if reply[0] == "resync":  # its replayed center did not match: full state, same chunk
+            if self.replaying[slot]:  # the chunk that carried the replay: its answer comes first
+                self.sync_stats["replayed"] -= 1
+                self.sync_stats["resynced"] += 1
+                self.replaying[slot] = False
+                self.last_step[slot] = None
+            # (a chunk sent behind it comes back too; the full state is already on its way)
+            self.queue.requeue(chunk)
             return
         self.last_step[slot] = None  # its step state may be broken: send it a full one
         error = rebuild_error(reply)

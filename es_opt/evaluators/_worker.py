@@ -24,7 +24,9 @@ import dill
 import torch
 
 from ..population import Population
+from ..update import apply_update, selected_center
 from ._messages import error_reply, loads_step
+from ._replay import ReplayMismatch, digest
 from .base import evaluate_indices
 from .batched import is_vectorized
 
@@ -65,17 +67,24 @@ class WorkerState:
 
     def __init__(self, blob: bytes, threads: int, device: str | None):
         torch.set_num_threads(threads)
-        self.model, self.objective = dill.loads(blob)
+        self.model, self.objective, *replica = dill.loads(blob)
+        self.optimizer = replica[0] if replica else None  # sync="replay"
         self.device = torch.device(device) if device is not None else None
         if self.device is not None:
-            self.model.net.to(self.device)
+            self.model.net.to(self.device)  # in place: the replica's parameters move with it
         self.step_id: int | None = None
+        self.awaiting_full = False  # a replay did not match: only a full message helps
         self._last_applied: int | None = None
         self.population: Population | None = None
         self.samples: Any = None
 
     def set_step(self, step_id: int, payload: bytes) -> None:
-        """Applies a step message; on failure the worker forgets its step (and gets a full one)."""
+        """Applies a step message; on failure the worker forgets its step (and gets a full one).
+
+        Raises:
+            ReplayMismatch: the message replays an update and the result is not the main
+                process's centre (or the worker does not hold the population it refers to).
+        """
         self.step_id = None
         message = loads_step(payload)
         if message["base"] is not None and message["base"] != self._last_applied:
@@ -83,14 +92,25 @@ class WorkerState:
                 f"step {step_id} carries the changes since step {message['base']}, but this "
                 f"worker last saw step {self._last_applied}"
             )
+        self._last_applied = None  # until this message is applied in full
         net = self.model.net
         tensors = dict(net.named_parameters())
         tensors.update(net.named_buffers())
+        replay = message.get("replay")
+        if replay is not None:
+            self._replay(replay)
         center, sigma = message["center"], message["sigma"]
-        if self.device is not None:
+        if center is not None and self.device is not None:
             center = center.to(self.device)
-            if isinstance(sigma, torch.Tensor):  # PGPE's / SNES's per-parameter σ
-                sigma = sigma.to(self.device)
+        if isinstance(sigma, torch.Tensor) and self.device is not None:
+            sigma = sigma.to(self.device)  # PGPE's / SNES's per-parameter σ
+        with torch.no_grad():
+            for name, value in message["tensors"].items():
+                tensors[name].copy_(value)
+        if center is None:  # replayed: the worker's own parameters are the centre
+            center = selected_center(self.model.named_trainable_parameters(), message["names"])
+            if digest(center) != replay["digest"]:
+                raise ReplayMismatch(f"the replayed centre of step {step_id} differs")
         population = Population(
             generation=message["generation"],
             seed=message["seed"],
@@ -103,14 +123,31 @@ class WorkerState:
             tensor_ids=message["tensor_ids"],
         )
         with torch.no_grad():
-            for name, value in message["tensors"].items():
-                tensors[name].copy_(value)
             population.load_center(net)
+        if message.get("optimizer_state") is not None and self.optimizer is not None:
+            self.optimizer.load_state_dict(message["optimizer_state"])
         if hasattr(self.objective, "set_generation_state"):
             self.objective.set_generation_state(message["generation_state"])
         self.population = population
         self.samples = message["samples"]
         self.step_id = self._last_applied = step_id
+        self.awaiting_full = False
+
+    def _replay(self, replay: dict[str, Any]) -> None:
+        """The main process's last update, on this worker's replica of the inner optimizer."""
+        previous = self.population
+        if (
+            self.optimizer is None
+            or previous is None
+            or previous.generation != replay["generation"]
+            or previous.n_evals != replay["fitness"].shape[0]
+        ):
+            raise ReplayMismatch("this worker does not hold the population the update is for")
+        for group, values in zip(self.optimizer.param_groups, replay["groups"], strict=True):
+            group.update(values)
+        fitness = replay["fitness"]
+        params = self.model.named_trainable_parameters()
+        apply_update(params, self.optimizer, replay["rule"], previous, fitness)
 
     def evaluate(self, indices: list[int], progress: Any) -> tuple[list[list[float]], list[Any]]:
         assert self.population is not None
@@ -141,9 +178,14 @@ def run_task(
         if payload is not None:
             state.set_step(step_id, payload)
         elif state.step_id != step_id:
+            if state.awaiting_full:  # a chunk sent behind a replay that did not match
+                return ("resync", indices)
             raise RuntimeError(f"the worker has not received step {step_id}")
         rows, stats = state.evaluate(indices, progress)
         return ("ok", indices, rows, stats)
+    except ReplayMismatch:
+        state.awaiting_full = True  # type: ignore[union-attr]
+        return ("resync", indices)
     except Exception as exc:
         # A failed set_step has already cleared state.step_id; after an objective's error the
         # worker's state is intact (evaluate_indices restores the center), so a chunk queued

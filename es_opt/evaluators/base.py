@@ -10,6 +10,11 @@ matrix. The whole contract:
   them, raise :class:`~es_opt.EvaluationError` when an objective fails, and may raise
   ``ValueError``/``TypeError`` when an objective returns something unusable. Row ``i`` must depend
   only on (center, seed, generation, i, samples): never on which worker ran it.
+- ``follow(optimizer)`` and ``updated(population, fitness, rule)``: optional. The first is called
+  once after ``bind``, the second after each update of the centre (with the population, its
+  checked fitness and the :class:`~es_opt.update.UpdateRule`); a parallel evaluator with
+  ``sync="replay"`` uses them so that its workers recompute each update instead of receiving the
+  new centre. The defaults ignore both.
 - ``close()``: releases workers; safe to call twice. Evaluators are context managers.
 
 Example:
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from ..model import Model
     from ..objective import Objective
     from ..population import Population
+    from ..update import UpdateRule
 
 __all__ = ["Evaluator", "Evaluation", "evaluate_indices", "stack_rows"]
 
@@ -60,6 +66,12 @@ class Evaluator:
 
     def evaluate(self, population: Population, samples: Any) -> Evaluation:
         raise NotImplementedError
+
+    def follow(self, optimizer: Any) -> None:
+        return None
+
+    def updated(self, population: Population, fitness: torch.Tensor, rule: UpdateRule) -> None:
+        return None
 
     def close(self) -> None:
         return None

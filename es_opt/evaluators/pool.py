@@ -60,6 +60,10 @@ class PoolEvaluator(ParallelEvaluator):
             ``k * eval_timeout``); past it the worker is stopped and replaced and the step raises
             :class:`~es_opt.EvaluationError`. ``None`` (default) waits forever.
         worker_threads: torch threads per worker (default 1).
+        sync: ``"center"`` (default): each step sends the new centre to every worker;
+            ``"replay"``: each worker recomputes it from the previous step's fitness with its own
+            replica of the inner optimizer and checks it against the centre's digest, so only
+            scalars travel (see :mod:`es_opt.evaluators._replay`).
 
     Results are bit-identical to :class:`~es_opt.SerialEvaluator` on CPU for any ``n_workers``.
 
@@ -81,9 +85,10 @@ class PoolEvaluator(ParallelEvaluator):
         max_retries: int = 1,
         eval_timeout: float | None = None,
         worker_threads: int = 1,
+        sync: str = "center",
     ):
         super().__init__(
-            Options.check(n_workers, devices, max_retries, eval_timeout, worker_threads)
+            Options.check(n_workers, devices, max_retries, eval_timeout, worker_threads, sync=sync)
         )
         # The list is shared with the finalizer, which must not hold ``self``: a garbage-collected
         # evaluator (or the interpreter's exit) still stops its workers.

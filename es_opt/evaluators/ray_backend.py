@@ -75,6 +75,10 @@ class RayEvaluator(ParallelEvaluator):
         eval_timeout: seconds allowed per evaluation; past it the actor is killed and replaced
             and the step raises :class:`~es_opt.EvaluationError`. ``None`` waits forever.
         worker_threads: torch threads per actor (default 1).
+        sync: ``"center"`` (default): each step sends the new centre to every actor;
+            ``"replay"``: each actor recomputes it from the previous step's fitness with its own
+            replica of the inner optimizer and checks it against the centre's digest, so only
+            scalars travel (see :mod:`es_opt.evaluators._replay`).
         ray_address: ``None`` starts a private Ray on 127.0.0.1 with ``n_workers`` CPUs (or uses
             the Ray this process is already connected to); ``"auto"`` or ``"host:port"`` joins
             that cluster.
@@ -95,6 +99,7 @@ class RayEvaluator(ParallelEvaluator):
         max_retries: int = 1,
         eval_timeout: float | None = None,
         worker_threads: int = 1,
+        sync: str = "center",
         ray_address: str | None = None,
     ):
         if ray_address is not None and (not isinstance(ray_address, str) or not ray_address):
@@ -104,7 +109,13 @@ class RayEvaluator(ParallelEvaluator):
         self._requested_workers = n_workers
         super().__init__(
             Options.check(
-                n_workers, devices, max_retries, eval_timeout, worker_threads, default_workers=1
+                n_workers,
+                devices,
+                max_retries,
+                eval_timeout,
+                worker_threads,
+                default_workers=1,
+                sync=sync,
             )
         )
         require("ray", "ray", "the Ray backend")

@@ -5,6 +5,12 @@ Each cycle: draw ``sample_size`` members of the population uniformly, mutate the
 (:func:`~es_opt.search.mutation.mutate`), evaluate the child, add it and remove the *oldest*
 member. A batch of children is drawn before any of them is evaluated, so the trajectory depends
 on the seed and ``batch_size`` only, not on how many workers evaluate the batch.
+
+A child whose canonical form (:func:`~es_opt.search.canonical.canonical_hash`: dead code,
+renaming and argument order do not count) was already drawn in the run is redrawn, up to
+``novelty_tries`` times. Most single edits of a short rule touch dead code or reproduce a rule
+seen before; without the redraw a long run spends most of its cycles re-scoring the same few
+rules from the cache (a 30-minute search from random programs: 98.7 % cache hits).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .cache import atomic_write_json
+from .canonical import canonical_hash
 from .evaluate import RuleResult
 from .mutation import mutate, random_program
 from .program import Program, format_program, parse_program
@@ -41,6 +48,8 @@ class RegularizedEvolution:
         start: programs to start from; the population is filled with mutants of them. ``None``
             starts from random programs of ``n_statements`` statements.
         n_statements: size of the random starting programs.
+        novelty_tries: redraws of a child whose canonical form was already drawn in this run
+            (0 keeps every first draw, duplicates included).
 
     Example:
         >>> from es_opt.search.evaluate import RuleResult
@@ -62,10 +71,17 @@ class RegularizedEvolution:
         seed: int = 0,
         start: Sequence[Program] | None = None,
         n_statements: int = 6,
+        novelty_tries: int = 20,
     ) -> None:
         for name, value in (("population_size", population_size), ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if (
+            isinstance(novelty_tries, bool)
+            or not isinstance(novelty_tries, int)
+            or novelty_tries < 0
+        ):
+            raise ValueError(f"novelty_tries must be an int >= 0, got {novelty_tries!r}")
         if not isinstance(sample_size, int) or not 1 <= sample_size <= population_size:
             raise ValueError(f"sample_size must be in [1, population_size], got {sample_size!r}")
         self.evaluate = evaluate
@@ -75,6 +91,8 @@ class RegularizedEvolution:
         self.seed = seed
         self.start = list(start) if start is not None else None
         self.n_statements = n_statements
+        self.novelty_tries = novelty_tries
+        self.seen: set[str] = set()  # canonical hashes of every program drawn
         self.rng = np.random.default_rng(seed)
         self.population: list[tuple[Program, float]] = []
         self.history: list[dict[str, Any]] = []
@@ -106,7 +124,20 @@ class RegularizedEvolution:
             while len(programs) < self.population_size:
                 programs.append(mutate(self.start[len(programs) % len(self.start)], self.rng))
             programs = programs[: self.population_size]
+        self.seen.update(canonical_hash(p) for p in programs)
         self._record(programs, self.evaluate(programs))
+
+    def _child(self, parent: Program) -> Program:
+        """A mutant of ``parent``, redrawn while its canonical form was drawn before."""
+        child = mutate(parent, self.rng)
+        key = canonical_hash(child)
+        for _ in range(self.novelty_tries):
+            if key not in self.seen:
+                break
+            child = mutate(parent, self.rng)
+            key = canonical_hash(child)
+        self.seen.add(key)
+        return child
 
     def step(self) -> list[dict[str, Any]]:
         """One cycle: ``batch_size`` children evaluated and added; returns their history records."""
@@ -117,7 +148,7 @@ class RegularizedEvolution:
         for _ in range(self.batch_size):
             picks = self.rng.choice(len(self.population), size=self.sample_size, replace=False)
             parent = max((self.population[int(i)] for i in picks), key=lambda m: m[1])[0]
-            children.append(mutate(parent, self.rng))
+            children.append(self._child(parent))
         before = len(self.history)
         self._record(children, self.evaluate(children))
         del self.population[: len(self.population) - self.population_size]
@@ -161,12 +192,22 @@ class RegularizedEvolution:
             "history": self.history,
             "rng": self.rng.bit_generator.state,
             "best": None if self._best is None else [format_program(self._best[0]), self._best[1]],
-            "config": [self.population_size, self.sample_size, self.batch_size, self.seed],
+            "config": self._config(),
+            "seen": sorted(self.seen),
         }
+
+    def _config(self) -> list[int]:
+        return [
+            self.population_size,
+            self.sample_size,
+            self.batch_size,
+            self.seed,
+            self.novelty_tries,
+        ]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue a run saved by :meth:`state_dict` (same configuration required)."""
-        config = [self.population_size, self.sample_size, self.batch_size, self.seed]
+        config = self._config()
         if list(state["config"]) != config:
             raise ValueError(
                 f"checkpoint was saved with config {state['config']}, this run has {config}"
@@ -174,6 +215,7 @@ class RegularizedEvolution:
         self.population = [(parse_program(t), float(r)) for t, r in state["population"]]
         self.history = list(state["history"])
         self.rng.bit_generator.state = state["rng"]
+        self.seen = set(state["seen"])
         best = state["best"]
         self._best = None if best is None else (parse_program(best[0]), float(best[1]))
 

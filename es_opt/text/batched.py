@@ -182,11 +182,46 @@ def _vector(own: dict[str, Noise], key: str, base: torch.Tensor | None, n_member
     return (base + noise.eps.to(base.dtype).reshape(n_members, -1) * scale).unsqueeze(1)
 
 
+def _per_dtype(prepare):
+    """``prepare(dtype)`` computed once per dtype for the life of one ``batched_members`` block:
+    the members' factors do not change between the forwards of a generation (one per token)."""
+    cache: dict[torch.dtype, object] = {}
+
+    def get(dtype: torch.dtype):
+        if dtype not in cache:
+            cache[dtype] = prepare(dtype)
+        return cache[dtype]
+
+    return get
+
+
 def _matrix_forward(module: nn.Module, own: dict[str, Noise], n_members: int, transposed: bool):
     """``y = x Wᵀ + b`` (Linear) or ``x W + b`` (Conv1D) for every member: one shared
-    ``addmm`` over all rows, then one ``baddbmm`` that adds each member's rank-r correction
-    ``s (x B) Aᵀ`` and, as one more column of the same product, its bias perturbation."""
+    ``addmm`` over all rows, then one ``baddbmm`` that adds each member's correction (rank r:
+    ``(x · s B) Aᵀ``; dense: ``x · s εᵀ``) and a broadcast add of its bias perturbation ``s ε_b``.
+
+    The members' factors (``s B`` and ``Aᵀ``, ``s εᵀ``, ``s ε_b``) are scaled and laid out once
+    per block, not once per forward: decoding calls the forward once per new token."""
     weight_noise, bias_noise = own.get("weight"), own.get("bias")
+
+    def prepare(dtype: torch.dtype):
+        low_rank = dense = bias = None
+        if isinstance(weight_noise, LowRankNoise):
+            first, second = (
+                (weight_noise.b, weight_noise.a) if transposed else (weight_noise.a, weight_noise.b)
+            )
+            scale = weight_noise.scale.to(dtype).view(-1, 1, 1)
+            low_rank = (first.to(dtype) * scale, second.to(dtype).transpose(1, 2).contiguous())
+        elif isinstance(weight_noise, DenseNoise):
+            eps = weight_noise.eps.to(dtype)
+            eps = eps.transpose(1, 2) if transposed else eps
+            dense = (eps * weight_noise.scale.to(dtype).view(-1, 1, 1)).contiguous()
+        if bias_noise is not None:
+            bias_scale = bias_noise.scale.to(dtype).view(-1, 1, 1)
+            bias = bias_noise.eps.to(dtype).view(n_members, 1, -1) * bias_scale
+        return low_rank, dense, bias
+
+    factors = _per_dtype(prepare)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         members = _by_member(x, n_members)
@@ -194,30 +229,13 @@ def _matrix_forward(module: nn.Module, own: dict[str, Noise], n_members: int, tr
         flat = members.reshape(-1, members.shape[-1])
         out = flat @ weight if module.bias is None else torch.addmm(module.bias, flat, weight)
         out = out.view(n_members, -1, weight.shape[1])
-        left = right = None
-        if isinstance(weight_noise, LowRankNoise):
-            first, second = (
-                (weight_noise.b, weight_noise.a) if transposed else (weight_noise.a, weight_noise.b)
-            )
-            scale = weight_noise.scale.to(x.dtype).view(-1, 1, 1)
-            left = torch.bmm(members, first.to(x.dtype)) * scale  # [M, N, r]
-            right = second.to(x.dtype).transpose(1, 2)  # [M, r, out]
-        elif isinstance(weight_noise, DenseNoise):
-            eps = weight_noise.eps.to(x.dtype)
-            eps = eps.transpose(1, 2) if transposed else eps
-            scale = weight_noise.scale.to(x.dtype).view(-1, 1, 1)
-            left, right = members, eps * scale
-        if bias_noise is not None:
-            bias_scale = bias_noise.scale.to(x.dtype).view(-1, 1, 1)
-            bias_eps = bias_noise.eps.to(x.dtype).view(n_members, 1, -1)
-            column = bias_scale.expand(n_members, out.shape[1], 1)
-            if left is None:
-                left, right = column, bias_eps
-            else:
-                left = torch.cat([left, column], dim=2)
-                right = torch.cat([right, bias_eps], dim=1)
-        if left is not None:
-            out = torch.baddbmm(out, left, right)
+        low_rank, dense, bias = factors(x.dtype)
+        if low_rank is not None:
+            out = torch.baddbmm(out, torch.bmm(members, low_rank[0]), low_rank[1])  # [M, N, r]
+        elif dense is not None:
+            out = torch.baddbmm(out, members, dense)
+        if bias is not None:
+            out = out + bias
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
     return forward
@@ -253,11 +271,17 @@ def _layer_norm_forward(name: str, module: nn.LayerNorm, own: dict[str, Noise], 
             "population-batched forward covers LayerNorm over the last dimension only"
         )
 
+    vectors = _per_dtype(
+        lambda dtype: (
+            _vector(own, "weight", module.weight, n_members),
+            _vector(own, "bias", module.bias, n_members),
+        )
+    )
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         members = _by_member(x, n_members)
         out = F.layer_norm(members, module.normalized_shape, None, None, module.eps)
-        weight = _vector(own, "weight", module.weight, n_members)
-        bias = _vector(own, "bias", module.bias, n_members)
+        weight, bias = vectors(x.dtype)
         if weight is not None:
             out = out * weight
         if bias is not None:
