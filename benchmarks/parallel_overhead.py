@@ -12,7 +12,9 @@ number of workers. Goals on a 2-core machine: serial <= 1.03, multiprocess (2 wo
 Ray (2 actors) <= 1.25 after start-up, which is reported separately.
 
 Then the per-generation overhead (wall minus objective time, per worker) against the parameter
-count (10k, 100k, 1M; a near-free objective) and the workers' resident memory.
+count (10k, 100k, 1M, 4M; a near-free objective), the bytes of a step message and the workers'
+resident memory, for each parallel backend with ``sync="center"`` (the new centre travels every
+step) and ``sync="replay"`` (the workers recompute it; only the update's scalars travel).
 
 Usage::
 
@@ -130,8 +132,8 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(backend, net, objective, samples, generations, n_workers):
-    options = {} if backend == "serial" else {"n_workers": n_workers}
+def measure(backend, net, objective, samples, generations, n_workers, sync="center"):
+    options = {} if backend == "serial" else {"n_workers": n_workers, "sync": sync}
     es = ESOptimizer(
         Model(net), objective_fn=objective, n_samples=N_SAMPLES, sigma=0.02, seed=0,
         backend=backend, **options,
@@ -155,7 +157,9 @@ def measure(backend, net, objective, samples, generations, n_workers):
         else:
             pids = []
         memory = max((rss_mb(p) for p in pids), default=float("nan"))
+        message = evaluator._messages.payload_bytes if backend != "serial" else 0
         return {
+            "message": message,
             "startup": first - wall,
             "wall": wall,
             "own": own,
@@ -219,17 +223,21 @@ def main() -> None:
     if args.skip_scaling:
         return
     print("\nper-generation overhead (wall - own/workers) against parameters, near-free objective")
-    print(f"{'params':>9}{'backend':>14}{'wall/gen s':>11}{'overhead s':>11}{'x 10k':>7}"
-          f"{'worker RSS MB':>14}")  # fmt: skip
-    for backend in backends:
+    print(f"{'params':>9}{'backend':>22}{'wall/gen s':>11}{'overhead s':>11}{'x 10k':>7}"
+          f"{'message KB':>11}{'worker RSS MB':>14}")  # fmt: skip
+    syncs = ("center", "replay")
+    runs = [("serial", "center")] + [(b, sync) for b in backends[1:] for sync in syncs]
+    for backend, sync in runs:
         base = None
-        for n_params in (10_000, 100_000, 1_000_000):
+        name = backend if backend == "serial" else f"{backend} ({sync})"
+        for n_params in (10_000, 100_000, 1_000_000, 4_000_000):
             net = wide_net(n_params)
-            r = measure(backend, net, Free(), lambda g: None, args.generations, args.workers)
+            r = measure(backend, net, Free(), lambda g: None, args.generations, args.workers, sync)
             base = base or r["overhead"]
             print(
-                f"{sum(p.numel() for p in net.parameters()):>9}{backend:>14}{r['wall']:>11.3f}"
-                f"{r['overhead']:>11.3f}{r['overhead'] / base:>7.1f}{r['rss']:>14.0f}"
+                f"{sum(p.numel() for p in net.parameters()):>9}{name:>22}{r['wall']:>11.3f}"
+                f"{r['overhead']:>11.3f}{r['overhead'] / base:>7.1f}{r['message'] / 1024:>11.1f}"
+                f"{r['rss']:>14.0f}"
             )
 
 
