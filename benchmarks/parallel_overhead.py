@@ -132,11 +132,13 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(backend, net, objective, samples, generations, n_workers, sync="center"):
+def measure(
+    backend, net, objective, samples, generations, n_workers, sync="center", perturbation="dense"
+):
     options = {} if backend == "serial" else {"n_workers": n_workers, "sync": sync}
     es = ESOptimizer(
         Model(net), objective_fn=objective, n_samples=N_SAMPLES, sigma=0.02, seed=0,
-        backend=backend, **options,
+        backend=backend, perturbation=perturbation, **options,
     )  # fmt: skip
     try:
         start = time.perf_counter()
@@ -177,7 +179,11 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=5, help="timed generations per run")
     parser.add_argument("--workers", type=int, default=2, help="workers / actors")
     parser.add_argument("--skip-ray", action="store_true", help="leave the Ray backend out")
-    parser.add_argument("--skip-scaling", action="store_true", help="leave the 10k-1M table out")
+    parser.add_argument("--skip-scaling", action="store_true", help="leave the 10k-4M table out")
+    parser.add_argument("--skip-tasks", action="store_true", help="only the 10k-4M table")
+    parser.add_argument(
+        "--perturbation", default="dense", help="family of the 10k-4M table (dense, lowrank)"
+    )
     args = parser.parse_args()
     backends = ["serial", "multiprocess"] + ([] if args.skip_ray else ["ray"])
     goals = {"serial": 1.03, "multiprocess": 1.10, "ray": 1.25}
@@ -211,7 +217,7 @@ def main() -> None:
     print(f"{'task':<11}{'backend':<14}{'wall/gen s':>11}{'own s':>9}{'ideal s':>9}"
           f"{'ratio':>7}{'goal':>6}{'start-up s':>11}")  # fmt: skip
     # start-up: the first generation's extra time (starting workers / actors, shipping the model)
-    for task, (make_net, make_objective, samples) in tasks.items():
+    for task, (make_net, make_objective, samples) in tasks.items() if not args.skip_tasks else ():
         for backend in backends:
             r = measure(
                 backend, make_net(), make_objective(), samples, args.generations, args.workers
@@ -222,7 +228,10 @@ def main() -> None:
             )
     if args.skip_scaling:
         return
-    print("\nper-generation overhead (wall - own/workers) against parameters, near-free objective")
+    print(
+        "\nper-generation overhead (wall - own/workers) against parameters, near-free objective, "
+        f"{args.perturbation} perturbations"
+    )
     print(f"{'params':>9}{'backend':>22}{'wall/gen s':>11}{'overhead s':>11}{'x 10k':>7}"
           f"{'message KB':>11}{'worker RSS MB':>14}")  # fmt: skip
     syncs = ("center", "replay")
@@ -232,7 +241,10 @@ def main() -> None:
         name = backend if backend == "serial" else f"{backend} ({sync})"
         for n_params in (10_000, 100_000, 1_000_000, 4_000_000):
             net = wide_net(n_params)
-            r = measure(backend, net, Free(), lambda g: None, args.generations, args.workers, sync)
+            r = measure(
+                backend, net, Free(), lambda g: None, args.generations, args.workers, sync,
+                args.perturbation,
+            )  # fmt: skip
             base = base or r["overhead"]
             print(
                 f"{sum(p.numel() for p in net.parameters()):>9}{name:>22}{r['wall']:>11.3f}"

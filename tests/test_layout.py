@@ -34,6 +34,7 @@ CORE_FILES = (
     "shaping",
     "estimator",
     "step",
+    "update",
     "state",
     "result",
     "errors",
