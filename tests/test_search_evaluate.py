@@ -57,6 +57,34 @@ def test_min_aggregate_is_the_worst_task_and_keys_the_cache_apart(small):
         SuiteEvaluator(baselines, tasks, aggregate="max")
 
 
+def test_several_seeds_score_each_task_by_its_mean_against_each_seeds_baseline(small):
+    tasks, _ = small
+    per_seed = {}
+    for seed in (0, 1):
+        for name, r in tune(adam, tasks, LRS, seed).items():
+            per_seed[f"{name}@{seed}"] = r.loss
+    evaluator = SuiteEvaluator(
+        per_seed, tasks, LRS, early_stopping=None, aggregate="min", seeds=(0, 1)
+    )
+    adamw = evaluator(load_rule("adamw"))  # Adam against each seed's own tuned Adam
+    assert [r.score for r in adamw.tasks] == [1.0] * 4 and adamw.reward == 1.0
+    assert adamw.steps_run == adamw.steps_full == 3 * 27 * 2 * 2
+    lion = evaluator(load_rule("lion"))
+    by_task: dict[str, list[float]] = {}
+    for r in lion.tasks:  # task-major: ill_conditioned@0, @1, digits_logistic@0, @1
+        by_task.setdefault(r.name, []).append(r.score)
+    assert list(by_task) == [t.name for t in tasks]
+    assert lion.reward == min(sum(v) / 2 for v in by_task.values())
+    seed_0 = {t.name: per_seed[f"{t.name}@0"] for t in tasks}
+    single = SuiteEvaluator(seed_0, tasks, LRS, early_stopping=None, aggregate="min")
+    assert [r.score for r in single(load_rule("lion")).tasks] == [r.score for r in lion.tasks[::2]]
+    assert single.fingerprint() != evaluator.fingerprint()
+    with pytest.raises(ValueError, match=r"seeds must be a non-empty tuple of ints >= 0, got \(\)"):
+        SuiteEvaluator(per_seed, tasks, seeds=())
+    with pytest.raises(ValueError, match=r"no loss for task\(s\) \['ill_conditioned@2', "):
+        SuiteEvaluator(per_seed, tasks, seeds=(0, 2))
+
+
 def test_trivial_rule_is_not_trained(small):
     tasks, baselines = small
     result = SuiteEvaluator(baselines, tasks, LRS)(parse_program("update = mul(w, 0.1)"))
@@ -109,7 +137,7 @@ def test_evaluator_arguments(small):
     with pytest.raises(ValueError, match="early_stopping must be one of .* got 'fast'"):
         SuiteEvaluator(baselines, tasks, early_stopping="fast")
     with pytest.raises(
-        ValueError, match=r"baselines has no loss for task\(s\) \['digits_logistic'\]"
+        ValueError, match=r"baselines has no loss for task\(s\) \['digits_logistic@0'\]"
     ):
         SuiteEvaluator({"ill_conditioned": 1.0}, tasks)
     with pytest.raises(ValueError, match="name must be one of .* got 'mnist'"):

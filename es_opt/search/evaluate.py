@@ -198,10 +198,13 @@ class SuiteEvaluator:
     """Scores rules on a suite (picklable, so it can be sent to worker processes once).
 
     Args:
-        baselines: tuned Adam's best loss per task name (from :func:`tune` of ``torch.optim.Adam``).
+        baselines: tuned Adam's best loss per task name (from :func:`tune` of ``torch.optim.Adam``);
+            with ``seeds``, a key ``"task@seed"`` gives that seed's own baseline (else the task's).
         tasks: the suite.
         lrs: the learning-rate grid.
         seed: seed of every network and minibatch order.
+        seeds: score every task on each of these seeds instead (a task's score is its mean over
+            them), so that a rule is rewarded for what holds beyond one initialisation.
         early_stopping: ``"halving"``, ``"curve"`` or ``None`` (see the module docstring).
         aggregate: ``"mean"`` or ``"min"``: how the task scores make the reward.
 
@@ -222,6 +225,14 @@ class SuiteEvaluator:
     seed: int = 0
     early_stopping: str | None = "halving"
     aggregate: str = "mean"
+    seeds: tuple[int, ...] | None = None
+
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        return (self.seed,) if self.seeds is None else tuple(self.seeds)
+
+    def baseline(self, task: str, seed: int) -> float:
+        return self.baselines.get(f"{task}@{seed}", self.baselines.get(task, math.nan))
 
     def __post_init__(self) -> None:
         if self.early_stopping not in EARLY_STOPPING:
@@ -230,7 +241,16 @@ class SuiteEvaluator:
             )
         if self.aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
-        missing = [t.name for t in self.tasks if t.name not in self.baselines]
+        if self.seeds is not None and (
+            not self.seeds or not all(isinstance(x, int) and x >= 0 for x in self.seeds)
+        ):
+            raise ValueError(f"seeds must be a non-empty tuple of ints >= 0, got {self.seeds!r}")
+        missing = [
+            f"{t.name}@{seed}"
+            for t in self.tasks
+            for seed in self.run_seeds
+            if math.isnan(self.baseline(t.name, seed))
+        ]
         if missing:
             raise ValueError(f"baselines has no loss for task(s) {missing}")
 
@@ -239,17 +259,27 @@ class SuiteEvaluator:
         tasks = ",".join(f"{t.name}:{t.steps}" for t in self.tasks)
         lrs = ",".join(repr(lr) for lr in self.lrs)
         key = f"{tasks}|{lrs}|{self.seed}|{self.early_stopping}|v1"
-        return key if self.aggregate == "mean" else f"{key}|{self.aggregate}"
+        key = key if self.aggregate == "mean" else f"{key}|{self.aggregate}"
+        if self.seeds is None:
+            return key
+        baselines = ",".join(
+            repr(self.baseline(t.name, seed)) for t in self.tasks for seed in self.seeds
+        )
+        return f"{key}|seeds={list(self.seeds)}|{baselines}"
 
     def _reward(self, results: list[TaskResult]) -> float:
-        """The reward from the tasks scored so far; a task not run (a hopeless rule stopped after
-        the first) counts as 0 in the mean and does not enter the minimum."""
-        scores = [r.score for r in results]
+        """The reward from the tasks scored so far (a task's score: its mean over the seeds run);
+        a task not run (a hopeless rule stopped after the first) counts as 0 in the mean and does
+        not enter the minimum."""
+        by_task: dict[str, list[float]] = {}
+        for r in results:
+            by_task.setdefault(r.name, []).append(r.score)
+        scores = [sum(v) / len(v) for v in by_task.values()]
         return sum(scores) / len(self.tasks) if self.aggregate == "mean" else min(scores)
 
     def __call__(self, program: Program) -> RuleResult:
         """Score ``program``; never raises for a bad rule (diverging is a score)."""
-        full = len(self.lrs) * sum(t.steps for t in self.tasks)
+        full = len(self.lrs) * sum(t.steps for t in self.tasks) * len(self.run_seeds)
         if not depends_on_gradient(program):
             return RuleResult(TRIVIAL_REWARD, "trivial", [], 0, full)
 
@@ -258,14 +288,15 @@ class SuiteEvaluator:
 
         results: list[TaskResult] = []
         for k, task in enumerate(self.tasks):
-            result, hopeless = run_grid(
-                make, task, self.lrs, self.seed, self.early_stopping, self.baselines[task.name]
-            )
-            results.append(result)
-            if hopeless and k == 0:
-                return RuleResult(
-                    self._reward(results), "hopeless", results, result.steps_run, full
+            for seed in self.run_seeds:
+                baseline = self.baseline(task.name, seed)
+                result, hopeless = run_grid(
+                    make, task, self.lrs, seed, self.early_stopping, baseline
                 )
+                results.append(result)
+                if hopeless and k == 0:
+                    steps = sum(r.steps_run for r in results)
+                    return RuleResult(self._reward(results), "hopeless", results, steps, full)
         reward = self._reward(results)
         diverged = all(r.score == DIVERGED_SCORE for r in results)
         steps = sum(r.steps_run for r in results)
