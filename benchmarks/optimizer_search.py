@@ -43,6 +43,14 @@ def sgd_momentum_baselines(seed: int = 0) -> dict[str, float]:
     return {name: r.loss for name, r in sgd.items()}
 
 
+def baselines_for(name: str, seeds: list[int] | None) -> dict[str, float]:
+    """The named baseline tuned on seed 0, or on each of ``seeds`` (keys ``task@seed``)."""
+    make = adam_baselines if name == "adam" else sgd_momentum_baselines
+    if not seeds:
+        return make()
+    return {f"{task}@{seed}": loss for seed in seeds for task, loss in make(seed).items()}
+
+
 def emit(result: dict, out: str | None) -> None:
     line = json.dumps(result)
     print(line, flush=True)
@@ -51,9 +59,11 @@ def emit(result: dict, out: str | None) -> None:
 
 
 def cmd_evolution(args: argparse.Namespace) -> None:
-    baselines = adam_baselines() if args.baseline == "adam" else sgd_momentum_baselines()
     evaluator = SuiteEvaluator(
-        baselines, early_stopping=args.early_stopping, aggregate=args.aggregate
+        baselines_for(args.baseline, args.seeds),
+        early_stopping=args.early_stopping,
+        aggregate=args.aggregate,
+        seeds=tuple(args.seeds) if args.seeds else None,
     )
     start = None if args.start == "random" else [load_rule(args.start)]
     cache = args.cache or tempfile.mkdtemp(prefix="search-cache-")
@@ -79,6 +89,7 @@ def cmd_evolution(args: argparse.Namespace) -> None:
                 "workers": args.workers,
                 "aggregate": args.aggregate,
                 "baseline": args.baseline,
+                "reward_seeds": args.seeds or [0],
                 "novelty_tries": args.novelty_tries,
                 "distinct_rules": len(evolution.seen),
                 "evaluations": len(evolution.history),
@@ -181,9 +192,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
         rule = parse_program(found["best_rule"])
         label = f"{found['search']}:{found.get('start', '')}:{Path(path).stem}"
         makers[label] = lambda p, lr, r=rule: ProgramOptimizer(p, r, lr=lr, foreach=True)
-    suite = score_table(makers, SUITE, [0])
+    suite = score_table(makers, SUITE, args.suite_seeds)
     held = score_table(makers, HELD_OUT, list(range(args.seeds)))
-    emit({"suite_seed0": suite, "held_out": held}, args.out)
+    key = "suite_seed0" if args.suite_seeds == [0] else "suite"
+    emit({key: suite, "suite_seeds": args.suite_seeds, "held_out": held}, args.out)
 
 
 def cmd_early_stopping(args: argparse.Namespace) -> None:
@@ -255,6 +267,13 @@ def main() -> None:
         help="the tuned optimizer whose loss scores 1 on each task",
     )
     evo.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="score every rule on these seeds (a task's score: its mean over them)",
+    )
+    evo.add_argument(
         "--novelty-tries", type=int, default=20, help="redraws of an already-drawn child (0: none)"
     )
     evo.add_argument("--cache", default=None)
@@ -274,7 +293,10 @@ def main() -> None:
     agent.add_argument("--checkpoint", default=None)
     comp = sub.add_parser("compare")
     comp.add_argument("--rules", nargs="*", default=[])
-    comp.add_argument("--seeds", type=int, default=5)
+    comp.add_argument("--seeds", type=int, default=5, help="seeds of the held-out task")
+    comp.add_argument(
+        "--suite-seeds", type=int, nargs="+", default=[0], help="seeds of the suite's tasks"
+    )
     es = sub.add_parser("early-stopping")
     es.add_argument("--n-rules", type=int, default=40)
     es.add_argument("--seed", type=int, default=0)
