@@ -30,25 +30,29 @@ from es_opt.search.mutation import mutate, random_program
 from es_opt.search.parallel import Evaluations
 from es_opt.search.tasks import HELD_OUT, SUITE
 
+BASELINES = {
+    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+}
+"""Optimizers whose tuned loss scores 1 on a task. Against SGD-momentum a task score above 1
+means a lower loss than SGD-momentum there, so ``--aggregate min`` above 1 means better on every
+task."""
+
+
+def tuned_losses(name: str = "adam", seed: int = 0) -> dict[str, float]:
+    """The named baseline's best loss per suite task over the learning-rate grid."""
+    return {task: r.loss for task, r in tune(BASELINES[name], SUITE, LRS, seed).items()}
+
 
 def adam_baselines(seed: int = 0) -> dict[str, float]:
-    adam = tune(lambda p, lr: torch.optim.Adam(p, lr=lr), SUITE, LRS, seed)
-    return {name: r.loss for name, r in adam.items()}
-
-
-def sgd_momentum_baselines(seed: int = 0) -> dict[str, float]:
-    """Tuned SGD-momentum's losses: as the reward's baseline, a task score above 1 means a lower
-    loss than SGD-momentum there, so ``--aggregate min`` above 1 means better on every task."""
-    sgd = tune(lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9), SUITE, LRS, seed)
-    return {name: r.loss for name, r in sgd.items()}
+    return tuned_losses("adam", seed)
 
 
 def baselines_for(name: str, seeds: list[int] | None) -> dict[str, float]:
     """The named baseline tuned on seed 0, or on each of ``seeds`` (keys ``task@seed``)."""
-    make = adam_baselines if name == "adam" else sgd_momentum_baselines
     if not seeds:
-        return make()
-    return {f"{task}@{seed}": loss for seed in seeds for task, loss in make(seed).items()}
+        return tuned_losses(name)
+    return {f"{task}@{s}": loss for s in seeds for task, loss in tuned_losses(name, s).items()}
 
 
 def emit(result: dict, out: str | None) -> None:
@@ -263,7 +267,7 @@ def main() -> None:
     evo.add_argument(
         "--baseline",
         default="adam",
-        choices=("adam", "sgd_momentum"),
+        choices=tuple(BASELINES),
         help="the tuned optimizer whose loss scores 1 on each task",
     )
     evo.add_argument(

@@ -111,7 +111,7 @@ class StepMessages:
         self._center: torch.Tensor | None = None
         self._record: dict[str, Any] | None = None
         self._updates_since_begin = 0
-        self.replays = False  # this step's delta replaces the center by a replayed update
+        self._replays = False  # this step's delta replaces the center by a replayed update
         self._delta: bytes | None = None
         self._full: bytes | None = None
         self._net: torch.nn.Module | None = None
@@ -165,18 +165,17 @@ class StepMessages:
             "n_evals": population.n_evals,
             "names": population.names,
             "shapes": population.shapes,
-            "center": population.center.detach().cpu(),
             "family": population.family,
             "tensor_ids": population.tensor_ids,
             "generation_state": generation_state,
             "samples": samples,
         }
-        self._center = self._head.pop("center")
+        self._center = population.center.detach().cpu()
         replay = None
         record, self._record, self._updates_since_begin = self._record, None, 0
         if record is not None and not first and record["step"] == self.step_id - 1:
             replay = {**record, "digest": digest(self._center)}
-        self.replays = replay is not None
+        self._replays = replay is not None
         if first:  # every worker gets the full state
             self._delta = self._full = self._full_message(changed)
         else:
@@ -197,9 +196,16 @@ class StepMessages:
         self._snapshot = snapshot
         return self.step_id
 
+    def _gets_delta(self, last_step: int | None) -> bool:
+        return last_step is not None and last_step == self.step_id - 1
+
+    def replays_for(self, last_step: int | None) -> bool:
+        """Whether :meth:`payload_for` ``last_step`` is a replayed update (no center)."""
+        return self._replays and self._gets_delta(last_step)
+
     def payload_for(self, last_step: int | None) -> bytes:
         """The message for a worker whose last completed step is ``last_step``."""
-        if last_step is not None and last_step == self.step_id - 1:
+        if self._gets_delta(last_step):
             assert self._delta is not None
             return self._delta
         if self._full is None:

@@ -190,7 +190,7 @@ class _Generation:
                     return
                 payload = None
                 if self.last_step[slot] != self.step:
-                    replay = self.messages.replays and self.last_step[slot] == self.step - 1
+                    replay = self.messages.replays_for(self.last_step[slot])
                     payload = self.messages.payload_for(self.last_step[slot])
                     self.last_step[slot] = self.step
                     self.replaying[slot] = replay
