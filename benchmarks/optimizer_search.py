@@ -62,12 +62,21 @@ def emit(result: dict, out: str | None) -> None:
         Path(out).write_text(line + "\n")
 
 
+def statuses(history: list[dict]) -> dict[str, int]:
+    """How many evaluations ended with each status (ok, funnel, hopeless, trivial, diverged)."""
+    counts: dict[str, int] = {}
+    for record in history:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    return counts
+
+
 def cmd_evolution(args: argparse.Namespace) -> None:
     evaluator = SuiteEvaluator(
         baselines_for(args.baseline, args.seeds),
         early_stopping=args.early_stopping,
         aggregate=args.aggregate,
         seeds=tuple(args.seeds) if args.seeds else None,
+        funnel=args.funnel,
     )
     start = None if args.start == "random" else [load_rule(args.start)]
     cache = args.cache or tempfile.mkdtemp(prefix="search-cache-")
@@ -77,6 +86,7 @@ def cmd_evolution(args: argparse.Namespace) -> None:
             evaluations,
             population_size=args.population,
             sample_size=5,
+            batch_size=args.batch_size,
             seed=args.seed,
             start=start,
             novelty_tries=args.novelty_tries,
@@ -95,6 +105,9 @@ def cmd_evolution(args: argparse.Namespace) -> None:
                 "baseline": args.baseline,
                 "reward_seeds": args.seeds or [0],
                 "novelty_tries": args.novelty_tries,
+                "funnel": args.funnel,
+                "batch_size": args.batch_size,
+                "statuses": statuses(evolution.history),
                 "distinct_rules": len(evolution.seen),
                 "evaluations": len(evolution.history),
                 "trained": evaluations.evaluated,
@@ -277,6 +290,13 @@ def main() -> None:
         default=None,
         help="score every rule on these seeds (a task's score: its mean over them)",
     )
+    evo.add_argument(
+        "--funnel",
+        type=float,
+        default=None,
+        help="with --seeds: train the other seeds only if the first seed's reward reaches this",
+    )
+    evo.add_argument("--batch-size", type=int, default=2, help="children drawn per cycle")
     evo.add_argument(
         "--novelty-tries", type=int, default=20, help="redraws of an already-drawn child (0: none)"
     )

@@ -85,6 +85,50 @@ def test_several_seeds_score_each_task_by_its_mean_against_each_seeds_baseline(s
         SuiteEvaluator(per_seed, tasks, seeds=(0, 2))
 
 
+def test_funnel_trains_other_seeds_only_for_rules_that_pass_the_first(small):
+    tasks, _ = small
+    per_seed = {}
+    for seed in (0, 1):
+        for name, r in tune(adam, tasks, LRS, seed).items():
+            per_seed[f"{name}@{seed}"] = r.loss
+    lion = load_rule("lion")
+    options = dict(tasks=tasks, lrs=LRS, early_stopping=None, seeds=(0, 1))
+    for aggregate in ("mean", "min"):
+        plain = SuiteEvaluator(per_seed, aggregate=aggregate, **options)(lion)
+        seed_0 = {t.name: per_seed[f"{t.name}@0"] for t in tasks}
+        first = SuiteEvaluator(seed_0, tasks, LRS, early_stopping=None, aggregate=aggregate)(lion)
+        scores_0 = [r.score for r in first.tasks]
+        # a funnel below the first seed's reward: the same reward, every seed trained
+        passed = SuiteEvaluator(
+            per_seed, aggregate=aggregate, funnel=first.reward - 0.01, **options
+        )
+        result = passed(lion)
+        assert (result.status, result.reward) == ("ok", plain.reward)
+        assert result.steps_run == plain.steps_run == 3 * 27 * 2 * 2
+        # a funnel above it: only the first seed is trained
+        stopped = SuiteEvaluator(
+            per_seed, aggregate=aggregate, funnel=first.reward + 0.01, **options
+        )
+        result = stopped(lion)
+        assert result.status == "funnel"
+        if aggregate == "mean":
+            assert result.reward == first.reward
+            assert [r.score for r in result.tasks] == scores_0
+        else:  # stops at the first task below the funnel: its score bounds the worst from above
+            below = next(k for k, x in enumerate(scores_0) if x < first.reward + 0.01)
+            assert [r.score for r in result.tasks] == scores_0[: below + 1]
+            assert result.reward == min(scores_0[: below + 1]) >= first.reward
+        assert (
+            stopped.fingerprint()
+            != passed.fingerprint()
+            != SuiteEvaluator(per_seed, aggregate=aggregate, **options).fingerprint()
+        )
+    with pytest.raises(ValueError, match=r"funnel must be a finite number and needs at least two"):
+        SuiteEvaluator(per_seed, tasks, seeds=(0,), funnel=0.5)
+    with pytest.raises(ValueError, match=r"got funnel=nan with seeds=\(0, 1\)"):
+        SuiteEvaluator(per_seed, tasks, seeds=(0, 1), funnel=math.nan)
+
+
 def test_trivial_rule_is_not_trained(small):
     tasks, baselines = small
     result = SuiteEvaluator(baselines, tasks, LRS)(parse_program("update = mul(w, 0.1)"))

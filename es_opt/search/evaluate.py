@@ -27,6 +27,10 @@ Early stopping (``early_stopping=``):
   runs predicted to end more than a quarter of the best run's improvement behind it stop, and a
   rule whose best prediction on the first task scores below :data:`HOPELESS_SCORE` stops at once;
 * ``None``: every learning rate trains in full.
+
+With several seeds, ``funnel=`` trains a rule on the other seeds only if its reward on the first
+seed reaches the threshold (the "funnel selection" of Lion's search, Chen et al. 2023, sec. 2.3:
+cheap checks first, costly ones for the few that pass).
 """
 
 from __future__ import annotations
@@ -83,7 +87,8 @@ class RuleResult:
 
     Attributes:
         reward: the task scores' mean or minimum (the evaluator's ``aggregate``), or a penalty.
-        status: ``"ok"``, ``"trivial"``, ``"hopeless"`` (stopped early) or ``"diverged"``.
+        status: ``"ok"``, ``"trivial"``, ``"hopeless"`` (stopped early), ``"funnel"`` (not
+            trained past the first seed, see :class:`SuiteEvaluator`) or ``"diverged"``.
         tasks: per-task results (empty for trivial rules).
         steps_run: optimizer steps actually run, over all tasks and learning rates.
         steps_full: steps a full evaluation (no early stopping) would run.
@@ -207,6 +212,11 @@ class SuiteEvaluator:
             them), so that a rule is rewarded for what holds beyond one initialisation.
         early_stopping: ``"halving"``, ``"curve"`` or ``None`` (see the module docstring).
         aggregate: ``"mean"`` or ``"min"``: how the task scores make the reward.
+        funnel: with ``seeds``, a rule whose reward on the first seed alone is below ``funnel``
+            is not trained on the other seeds (funnel selection, as in Lion's search): its
+            reward is the first seed's and its status ``"funnel"``. With ``aggregate="min"`` it
+            stops at the first task scoring below ``funnel`` (the worst task can only be lower),
+            and its reward is the lowest score so far, an upper bound of the first seed's.
 
     Example:
         >>> from es_opt.search.tasks import make_task
@@ -226,6 +236,7 @@ class SuiteEvaluator:
     early_stopping: str | None = "halving"
     aggregate: str = "mean"
     seeds: tuple[int, ...] | None = None
+    funnel: float | None = None
 
     @property
     def run_seeds(self) -> tuple[int, ...]:
@@ -245,6 +256,17 @@ class SuiteEvaluator:
             not self.seeds or not all(isinstance(x, int) and x >= 0 for x in self.seeds)
         ):
             raise ValueError(f"seeds must be a non-empty tuple of ints >= 0, got {self.seeds!r}")
+        if self.funnel is not None and (
+            self.seeds is None
+            or len(self.seeds) < 2
+            or isinstance(self.funnel, bool)
+            or not isinstance(self.funnel, int | float)
+            or not math.isfinite(self.funnel)
+        ):
+            raise ValueError(
+                "funnel must be a finite number and needs at least two seeds, got "
+                f"funnel={self.funnel!r} with seeds={self.seeds!r}"
+            )
         missing = [
             f"{t.name}@{seed}"
             for t in self.tasks
@@ -265,7 +287,8 @@ class SuiteEvaluator:
         baselines = ",".join(
             repr(self.baseline(t.name, seed)) for t in self.tasks for seed in self.seeds
         )
-        return f"{key}|seeds={list(self.seeds)}|{baselines}"
+        key = f"{key}|seeds={list(self.seeds)}|{baselines}"
+        return key if self.funnel is None else f"{key}|funnel={self.funnel!r}"
 
     def _reward(self, results: list[TaskResult]) -> float:
         """The reward from the tasks scored so far (a task's score: its mean over the seeds run);
@@ -286,17 +309,27 @@ class SuiteEvaluator:
         def make(params: Any, lr: float) -> torch.optim.Optimizer:
             return ProgramOptimizer(params, program, lr=lr, foreach=True)
 
+        seeds = self.run_seeds
+        # without a funnel one stage, task-major; with one, the first seed's tasks come first
+        stages = [seeds] if self.funnel is None else [seeds[:1], seeds[1:]]
         results: list[TaskResult] = []
-        for k, task in enumerate(self.tasks):
-            for seed in self.run_seeds:
-                baseline = self.baseline(task.name, seed)
-                result, hopeless = run_grid(
-                    make, task, self.lrs, seed, self.early_stopping, baseline
-                )
-                results.append(result)
-                if hopeless and k == 0:
+        for stage, stage_seeds in enumerate(stages):
+            for k, task in enumerate(self.tasks):
+                for seed in stage_seeds:
+                    baseline = self.baseline(task.name, seed)
+                    result, hopeless = run_grid(
+                        make, task, self.lrs, seed, self.early_stopping, baseline
+                    )
+                    results.append(result)
                     steps = sum(r.steps_run for r in results)
-                    return RuleResult(self._reward(results), "hopeless", results, steps, full)
+                    if hopeless and k == 0:
+                        return RuleResult(self._reward(results), "hopeless", results, steps, full)
+                    if stage == 0 and self.funnel is not None and self.aggregate == "min":
+                        if result.score < self.funnel:
+                            return RuleResult(self._reward(results), "funnel", results, steps, full)
+            if stage == 0 and self.funnel is not None and self._reward(results) < self.funnel:
+                steps = sum(r.steps_run for r in results)
+                return RuleResult(self._reward(results), "funnel", results, steps, full)
         reward = self._reward(results)
         diverged = all(r.score == DIVERGED_SCORE for r in results)
         steps = sum(r.steps_run for r in results)
