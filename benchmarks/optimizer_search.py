@@ -90,6 +90,8 @@ def cmd_evolution(args: argparse.Namespace) -> None:
             seed=args.seed,
             start=start,
             novelty_tries=args.novelty_tries,
+            rewire=args.rewire,
+            state_recurrence=args.state_recurrence,
         )
         evolution.run(budget_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
         elapsed = time.monotonic() - t0
@@ -106,6 +108,8 @@ def cmd_evolution(args: argparse.Namespace) -> None:
                 "reward_seeds": args.seeds or [0],
                 "novelty_tries": args.novelty_tries,
                 "funnel": args.funnel,
+                "rewire": args.rewire,
+                "state_recurrence": args.state_recurrence,
                 "batch_size": args.batch_size,
                 "statuses": statuses(evolution.history),
                 "distinct_rules": len(evolution.seen),
@@ -297,6 +301,13 @@ def main() -> None:
         help="with --seeds: train the other seeds only if the first seed's reward reaches this",
     )
     evo.add_argument("--batch-size", type=int, default=2, help="children drawn per cycle")
+    evo.add_argument("--rewire", action="store_true", help="also mutate by redrawing one argument")
+    evo.add_argument(
+        "--state-recurrence",
+        type=float,
+        default=0.0,
+        help="chance that a drawn statement writing a state reads it first",
+    )
     evo.add_argument(
         "--novelty-tries", type=int, default=20, help="redraws of an already-drawn child (0: none)"
     )

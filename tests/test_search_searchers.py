@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +58,25 @@ def test_evolution_resumes_from_a_checkpoint_exactly(tmp_path):
     assert resumed.history == whole.history
     assert str(resumed.best()[0]) == str(whole.best()[0])
     other = RegularizedEvolution(hashed_reward, population_size=9, seed=5)
-    with pytest.raises(ValueError, match=r"checkpoint was saved with config \[8, 5, 2, 5, 20\]"):
+    with pytest.raises(
+        ValueError, match=r"checkpoint was saved with config \[8, 5, 2, 5, 20, False, 0.0\]"
+    ):
         other.load(tmp_path / "evo.json")
+    # a checkpoint written before rewire / state_recurrence existed (five entries) loads as both off
+    state = json.loads((tmp_path / "evo.json").read_text())
+    state["config"] = state["config"][:5]
+    older = RegularizedEvolution(
+        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
+    )
+    older.load_state_dict(state)
+    older.run(max_evaluations=40)
+    assert older.history == whole.history
+    with pytest.raises(
+        ValueError, match=r"with config \[8, 5, 2, 5, 20\], this run has \[8, 5, 2, "
+    ):
+        RegularizedEvolution(hashed_reward, population_size=8, seed=5, rewire=True).load_state_dict(
+            state
+        )
 
 
 def test_evolution_arguments():
@@ -67,6 +86,12 @@ def test_evolution_arguments():
         RegularizedEvolution(hashed_reward).run()
     with pytest.raises(ValueError, match="novelty_tries must be an int >= 0, got -1"):
         RegularizedEvolution(hashed_reward, novelty_tries=-1)
+    with pytest.raises(ValueError, match=r"state_recurrence must be in \[0, 1\], got 1.5"):
+        RegularizedEvolution(hashed_reward, state_recurrence=1.5)
+    with pytest.raises(TypeError, match="rewire must be a bool, got 'yes'"):
+        RegularizedEvolution(hashed_reward, rewire="yes")
+    with pytest.raises(ValueError, match=r"state_recurrence must be in \[0, 1\], got -0.1"):
+        mutate(load_rule("lion"), np.random.default_rng(0), state_recurrence=-0.1)
 
 
 def test_evolution_redraws_children_it_has_already_drawn():
@@ -98,6 +123,50 @@ def test_mutations_are_valid_seeded_and_change_the_rule():
     assert [str(c) for c in children] == [str(mutate(parent, rng_b)) for _ in range(30)]
     assert sum(str(c) != str(parent) for c in children) == 30
     assert len(random_program(np.random.default_rng(1), 7).statements) == 7
+
+
+def _state_writes(program):
+    return [s for s in program.statements if s.dst in ("v1", "v2") and len(s.args) > 1]
+
+
+def test_state_recurrence_makes_drawn_state_writes_read_the_state():
+    rng = np.random.default_rng(0)
+    programs = [random_program(rng, 12, state_recurrence=1.0) for _ in range(40)]
+    lion = load_rule("lion")
+    programs += [mutate(lion, rng, state_recurrence=1.0) for _ in range(200)]
+    drawn = [s for p in programs for s in _state_writes(p) if s not in lion.statements]
+    assert len(drawn) > 40
+    assert all(s.args[0] == s.dst for s in drawn)
+    rng = np.random.default_rng(0)
+    plain = [random_program(rng, 12) for _ in range(40)]
+    assert sum(s.args[0] != s.dst for p in plain for s in _state_writes(p)) > 10
+    # at 0 nothing extra is drawn: the same programs as without the argument
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    assert [str(random_program(rng_a, 9)) for _ in range(20)] == [
+        str(random_program(rng_b, 9, state_recurrence=0.0)) for _ in range(20)
+    ]
+
+
+def _rewired(parent, child):
+    """Whether ``child`` is ``parent`` with one argument of one statement set to a slot."""
+    if len(parent.statements) != len(child.statements):
+        return False
+    diffs = [(a, b) for a, b in zip(parent.statements, child.statements, strict=True) if a != b]
+    if len(diffs) != 1 or (diffs[0][0].dst, diffs[0][0].op) != (diffs[0][1].dst, diffs[0][1].op):
+        return False
+    changed = [(x, y) for x, y in zip(diffs[0][0].args, diffs[0][1].args, strict=True) if x != y]
+    return len(changed) == 1 and isinstance(changed[0][1], str)
+
+
+def test_rewire_redraws_one_argument_and_keeps_the_rest():
+    parent = load_rule("adamw")
+    rng = np.random.default_rng(0)
+    with_rewire = [mutate(parent, rng, rewire=True) for _ in range(300)]
+    rng = np.random.default_rng(0)
+    without = [mutate(parent, rng) for _ in range(300)]
+    # add / remove / replace / nudge almost never change exactly one argument to a slot
+    assert sum(_rewired(parent, c) for c in without) == 0
+    assert sum(_rewired(parent, c) for c in with_rewire) > 30  # about one child in five
 
 
 def test_family_contains_adam():

@@ -50,6 +50,10 @@ class RegularizedEvolution:
         n_statements: size of the random starting programs.
         novelty_tries: redraws of a child whose canonical form was already drawn in this run
             (0 keeps every first draw, duplicates included).
+        rewire: also mutate by redrawing one argument of a statement (see
+            :func:`~es_opt.search.mutation.mutate`).
+        state_recurrence: chance that a drawn statement writing a state reads it first (see
+            :func:`~es_opt.search.mutation.random_statement`), in random starts and mutations.
 
     Example:
         >>> from es_opt.search.evaluate import RuleResult
@@ -72,6 +76,8 @@ class RegularizedEvolution:
         start: Sequence[Program] | None = None,
         n_statements: int = 6,
         novelty_tries: int = 20,
+        rewire: bool = False,
+        state_recurrence: float = 0.0,
     ) -> None:
         for name, value in (("population_size", population_size), ("batch_size", batch_size)):
             if not isinstance(value, int) or value < 1:
@@ -92,6 +98,11 @@ class RegularizedEvolution:
         self.start = list(start) if start is not None else None
         self.n_statements = n_statements
         self.novelty_tries = novelty_tries
+        if not isinstance(rewire, bool):
+            raise TypeError(f"rewire must be a bool, got {rewire!r}")
+        random_program(np.random.default_rng(0), 1, state_recurrence=state_recurrence)  # checks it
+        self.rewire = rewire
+        self.state_recurrence = state_recurrence
         self.seen: set[str] = set()  # canonical hashes of every program drawn
         self.rng = np.random.default_rng(seed)
         self.population: list[tuple[Program, float]] = []
@@ -117,24 +128,28 @@ class RegularizedEvolution:
         """Draw and evaluate the first population (done by :meth:`step` if not called)."""
         if self.start is None:
             programs = [
-                random_program(self.rng, self.n_statements) for _ in range(self.population_size)
+                random_program(self.rng, self.n_statements, state_recurrence=self.state_recurrence)
+                for _ in range(self.population_size)
             ]
         else:
             programs = list(self.start)
             while len(programs) < self.population_size:
-                programs.append(mutate(self.start[len(programs) % len(self.start)], self.rng))
+                programs.append(self._mutate(self.start[len(programs) % len(self.start)]))
             programs = programs[: self.population_size]
         self.seen.update(canonical_hash(p) for p in programs)
         self._record(programs, self.evaluate(programs))
 
+    def _mutate(self, parent: Program) -> Program:
+        return mutate(parent, self.rng, rewire=self.rewire, state_recurrence=self.state_recurrence)
+
     def _child(self, parent: Program) -> Program:
         """A mutant of ``parent``, redrawn while its canonical form was drawn before."""
-        child = mutate(parent, self.rng)
+        child = self._mutate(parent)
         key = canonical_hash(child)
         for _ in range(self.novelty_tries):
             if key not in self.seen:
                 break
-            child = mutate(parent, self.rng)
+            child = self._mutate(parent)
             key = canonical_hash(child)
         self.seen.add(key)
         return child
@@ -196,19 +211,24 @@ class RegularizedEvolution:
             "seen": sorted(self.seen),
         }
 
-    def _config(self) -> list[int]:
+    def _config(self) -> list[Any]:
         return [
             self.population_size,
             self.sample_size,
             self.batch_size,
             self.seed,
             self.novelty_tries,
+            self.rewire,
+            self.state_recurrence,
         ]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue a run saved by :meth:`state_dict` (same configuration required)."""
         config = self._config()
-        if list(state["config"]) != config:
+        saved = list(state["config"])
+        if len(saved) == 5:  # saved before rewire and state_recurrence existed: both off
+            saved += [False, 0.0]
+        if saved != config:
             raise ValueError(
                 f"checkpoint was saved with config {state['config']}, this run has {config}"
             )
