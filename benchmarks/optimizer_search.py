@@ -205,6 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
         "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
         "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr),
+        "sgd_nesterov": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True),
     }
     lion = load_rule("lion")
     makers["lion"] = lambda p, lr, r=lion: ProgramOptimizer(p, r, lr=lr, foreach=True)
@@ -216,7 +217,32 @@ def cmd_compare(args: argparse.Namespace) -> None:
     suite = score_table(makers, SUITE, args.suite_seeds)
     held = score_table(makers, HELD_OUT, list(range(args.seeds)))
     key = "suite_seed0" if args.suite_seeds == [0] else "suite"
-    emit({key: suite, "suite_seeds": args.suite_seeds, "held_out": held}, args.out)
+    emit(
+        {
+            key: suite,
+            "suite_seeds": args.suite_seeds,
+            "against_sgd_momentum": against(suite, "sgd_momentum"),
+            "held_out": held,
+        },
+        args.out,
+    )
+
+
+def against(table: dict, reference: str) -> dict:
+    """Per optimizer and task: seeds with a lower loss than ``reference``, and the ratio of the
+    mean losses over the seeds (below 1: lower on average)."""
+    ref = table[reference]
+    return {
+        name: {
+            task: {
+                "wins": sum(a < b for a, b in zip(losses, ref[task], strict=True)),
+                "of": len(losses),
+                "mean_loss_ratio": float(np.mean(losses) / np.mean(ref[task])),
+            }
+            for task, losses in tasks.items()
+        }
+        for name, tasks in table.items()
+    }
 
 
 def cmd_early_stopping(args: argparse.Namespace) -> None:
