@@ -8,6 +8,7 @@ Each subcommand prints one JSON line (and writes it to ``--out`` if given)::
     python benchmarks/optimizer_search.py family --minutes 25
     python benchmarks/optimizer_search.py agent --minutes 10
     python benchmarks/optimizer_search.py compare --rules evo.json family.json
+    python benchmarks/optimizer_search.py references --suite-seeds 0 1 2 3 4
     python benchmarks/optimizer_search.py early-stopping --n-rules 40
     python benchmarks/optimizer_search.py parallel --n-rules 16
 """
@@ -245,6 +246,37 @@ def against(table: dict, reference: str) -> dict:
     }
 
 
+REFERENCES = {
+    "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "sgd_momentum_0.8": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.8),
+    "sgd_momentum_0.95": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.95),
+    "sgd_nesterov": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True),
+    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "adam_beta2_0.99": lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.9, 0.99)),
+    "adam_eps_1e-3": lambda p, lr: torch.optim.Adam(p, lr=lr, eps=1e-3),
+    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr),
+    "adamw_0.1": lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1),
+    "nadam": lambda p, lr: torch.optim.NAdam(p, lr=lr),
+    "radam": lambda p, lr: torch.optim.RAdam(p, lr=lr),
+    "adamax": lambda p, lr: torch.optim.Adamax(p, lr=lr),
+    "rmsprop_momentum": lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9),
+    "adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr),
+}
+"""torch's optimizers, each tuned over the suite's grid, to see which beat SGD-momentum."""
+
+
+def cmd_references(args: argparse.Namespace) -> None:
+    table = score_table(REFERENCES, SUITE, args.suite_seeds)
+    emit(
+        {
+            "suite": table,
+            "suite_seeds": args.suite_seeds,
+            "against_sgd_momentum": against(table, "sgd_momentum"),
+        },
+        args.out,
+    )
+
+
 def cmd_early_stopping(args: argparse.Namespace) -> None:
     baselines = adam_baselines()
     rng = np.random.default_rng(args.seed)
@@ -358,13 +390,15 @@ def main() -> None:
     comp.add_argument(
         "--suite-seeds", type=int, nargs="+", default=[0], help="seeds of the suite's tasks"
     )
+    ref = sub.add_parser("references")
+    ref.add_argument("--suite-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     es = sub.add_parser("early-stopping")
     es.add_argument("--n-rules", type=int, default=40)
     es.add_argument("--seed", type=int, default=0)
     par = sub.add_parser("parallel")
     par.add_argument("--n-rules", type=int, default=16)
     par.add_argument("--seed", type=int, default=0)
-    for p in (evo, fam, agent, comp, es, par):
+    for p in (evo, fam, agent, comp, ref, es, par):
         p.add_argument("--out", default=None)
     args = parser.parse_args()
     {
@@ -372,6 +406,7 @@ def main() -> None:
         "family": cmd_family,
         "agent": cmd_agent,
         "compare": cmd_compare,
+        "references": cmd_references,
         "early-stopping": cmd_early_stopping,
         "parallel": cmd_parallel,
     }[args.command](args)

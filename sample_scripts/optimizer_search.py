@@ -46,6 +46,10 @@ class Args:
     """reward from the task scores: mean, or min (the worst task: better everywhere)"""
     novelty_tries: int = 20
     """evolution: redraws of a child whose rule was already drawn (0: keep duplicates)"""
+    rewire: bool = False
+    """evolution: also mutate by redrawing one argument of a statement"""
+    state_recurrence: float = 0.0
+    """evolution: chance that a drawn statement writing a state reads it first"""
     held_out_seeds: int = 3
     """seeds of the held-out comparison"""
     out_dir: str = "runs/optimizer_search"
@@ -100,6 +104,8 @@ def main() -> None:
                 seed=args.seed,
                 start=None if start is None else [start],
                 novelty_tries=args.novelty_tries,
+                rewire=args.rewire,
+                state_recurrence=args.state_recurrence,
             )
             if args.resume and checkpoint.exists():
                 search.load(checkpoint)

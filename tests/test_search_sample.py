@@ -31,6 +31,9 @@ def test_sample_script_tiny_budget(tmp_path):
             "1",
             "--out-dir",
             str(tmp_path),
+            "--rewire",
+            "--state-recurrence",
+            "0.5",
         ],
         capture_output=True,
         text=True,
@@ -47,6 +50,8 @@ def test_sample_script_tiny_budget(tmp_path):
     exec((tmp_path / "found_rule.py").read_text(), namespace)  # the module a user would import
     assert issubclass(namespace["FoundRule"], ProgramOptimizer)
     assert str(namespace["FoundRule"].program) == str(rule)
+    config = json.loads((tmp_path / "evolution-checkpoint").read_text())["config"]
+    assert config[-2:] == [True, 0.5]  # the mutation settings reach the search and its checkpoint
     # a second run resumes from the checkpoint: the history only grows
     resumed = subprocess.run(
         [
@@ -61,6 +66,9 @@ def test_sample_script_tiny_budget(tmp_path):
             "1",
             "--out-dir",
             str(tmp_path),
+            "--rewire",
+            "--state-recurrence",
+            "0.5",
             "--resume",
         ],
         capture_output=True,
