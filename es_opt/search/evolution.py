@@ -28,7 +28,7 @@ import numpy as np
 from .cache import atomic_write_json
 from .canonical import canonical_hash
 from .evaluate import RuleResult
-from .mutation import mutate, random_program
+from .mutation import check_state_recurrence, mutate, random_program
 from .program import Program, format_program, parse_program
 
 __all__ = ["RegularizedEvolution"]
@@ -100,7 +100,7 @@ class RegularizedEvolution:
         self.novelty_tries = novelty_tries
         if not isinstance(rewire, bool):
             raise TypeError(f"rewire must be a bool, got {rewire!r}")
-        random_program(np.random.default_rng(0), 1, state_recurrence=state_recurrence)  # checks it
+        check_state_recurrence(state_recurrence)
         self.rewire = rewire
         self.state_recurrence = state_recurrence
         self.seen: set[str] = set()  # canonical hashes of every program drawn

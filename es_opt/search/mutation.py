@@ -23,7 +23,14 @@ from .program import (
     Statement,
 )
 
-__all__ = ["EDITS", "apply_edit", "mutate", "random_program", "random_statement"]
+__all__ = [
+    "EDITS",
+    "apply_edit",
+    "check_state_recurrence",
+    "mutate",
+    "random_program",
+    "random_statement",
+]
 
 EDITS = ("add", "remove", "replace")
 OP_NAMES = tuple(OPS)
@@ -36,7 +43,8 @@ def _readable(statements: tuple[Statement, ...] | list[Statement], position: int
     return [*INPUTS, *STATES, *(t for t in (OUTPUT, *TEMPORARIES) if t in assigned)]
 
 
-def _check_recurrence(state_recurrence: float) -> None:
+def check_state_recurrence(state_recurrence: float) -> None:
+    """Raise ``ValueError`` unless ``state_recurrence`` is a probability."""
     if isinstance(state_recurrence, bool) or not (
         isinstance(state_recurrence, int | float) and 0.0 <= state_recurrence <= 1.0
     ):
@@ -86,7 +94,7 @@ def random_program(
     """A valid random program of ``n_statements`` statements whose last assigns ``update``."""
     if not 1 <= n_statements <= MAX_STATEMENTS:
         raise ValueError(f"n_statements must be in [1, {MAX_STATEMENTS}], got {n_statements}")
-    _check_recurrence(state_recurrence)
+    check_state_recurrence(state_recurrence)
     statements: list[Statement] = []
     for k in range(n_statements):
         dst = OUTPUT if k == n_statements - 1 else None
@@ -142,7 +150,7 @@ def mutate(
     its op and destination: AutoML-Zero's argument mutation, a smaller step than replacing the
     whole statement). ``state_recurrence`` is passed to :func:`random_statement`.
     """
-    _check_recurrence(state_recurrence)
+    check_state_recurrence(state_recurrence)
     for _ in range(max_tries):
         n = len(program.statements)
         choice = int(rng.integers(5 if rewire else 4))
