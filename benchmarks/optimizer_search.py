@@ -19,6 +19,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,25 @@ from es_opt.search.mutation import mutate, random_program
 from es_opt.search.parallel import Evaluations
 from es_opt.search.tasks import HELD_OUT, SUITE
 
-BASELINES = {
-    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+REFERENCES = {
     "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
+    "sgd_momentum_0.8": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.8),
+    "sgd_momentum_0.95": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.95),
+    "sgd_nesterov": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True),
+    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
+    "adam_beta2_0.99": lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.9, 0.99)),
+    "adam_eps_1e-3": lambda p, lr: torch.optim.Adam(p, lr=lr, eps=1e-3),
+    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr),
+    "adamw_0.1": lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1),
+    "nadam": lambda p, lr: torch.optim.NAdam(p, lr=lr),
+    "radam": lambda p, lr: torch.optim.RAdam(p, lr=lr),
+    "adamax": lambda p, lr: torch.optim.Adamax(p, lr=lr),
+    "rmsprop_momentum": lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9),
+    "adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr),
 }
+"""torch's optimizers, each tuned over the suite's grid, to see which beat SGD-momentum."""
+
+BASELINES = {name: REFERENCES[name] for name in ("adam", "sgd_momentum")}
 """Optimizers whose tuned loss scores 1 on a task. Against SGD-momentum a task score above 1
 means a lower loss than SGD-momentum there, so ``--aggregate min`` above 1 means better on every
 task."""
@@ -65,10 +81,7 @@ def emit(result: dict, out: str | None) -> None:
 
 def statuses(history: list[dict]) -> dict[str, int]:
     """How many evaluations ended with each status (ok, funnel, hopeless, trivial, diverged)."""
-    counts: dict[str, int] = {}
-    for record in history:
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-    return counts
+    return dict(Counter(record["status"] for record in history))
 
 
 def cmd_evolution(args: argparse.Namespace) -> None:
@@ -202,12 +215,7 @@ def score_table(make_optimizers: dict, tasks, seeds) -> dict:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    makers = {
-        "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
-        "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
-        "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr),
-        "sgd_nesterov": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True),
-    }
+    makers = {name: REFERENCES[name] for name in ("sgd_momentum", "adam", "adamw", "sgd_nesterov")}
     lion = load_rule("lion")
     makers["lion"] = lambda p, lr, r=lion: ProgramOptimizer(p, r, lr=lr, foreach=True)
     for path in args.rules:
@@ -244,25 +252,6 @@ def against(table: dict, reference: str) -> dict:
         }
         for name, tasks in table.items()
     }
-
-
-REFERENCES = {
-    "sgd_momentum": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9),
-    "sgd_momentum_0.8": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.8),
-    "sgd_momentum_0.95": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.95),
-    "sgd_nesterov": lambda p, lr: torch.optim.SGD(p, lr=lr, momentum=0.9, nesterov=True),
-    "adam": lambda p, lr: torch.optim.Adam(p, lr=lr),
-    "adam_beta2_0.99": lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.9, 0.99)),
-    "adam_eps_1e-3": lambda p, lr: torch.optim.Adam(p, lr=lr, eps=1e-3),
-    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr),
-    "adamw_0.1": lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.1),
-    "nadam": lambda p, lr: torch.optim.NAdam(p, lr=lr),
-    "radam": lambda p, lr: torch.optim.RAdam(p, lr=lr),
-    "adamax": lambda p, lr: torch.optim.Adamax(p, lr=lr),
-    "rmsprop_momentum": lambda p, lr: torch.optim.RMSprop(p, lr=lr, momentum=0.9),
-    "adagrad": lambda p, lr: torch.optim.Adagrad(p, lr=lr),
-}
-"""torch's optimizers, each tuned over the suite's grid, to see which beat SGD-momentum."""
 
 
 def cmd_references(args: argparse.Namespace) -> None:

@@ -313,6 +313,12 @@ class SuiteEvaluator:
         # without a funnel one stage, task-major; with one, the first seed's tasks come first
         stages = [seeds] if self.funnel is None else [seeds[:1], seeds[1:]]
         results: list[TaskResult] = []
+
+        def stop(status: str) -> RuleResult:
+            steps = sum(r.steps_run for r in results)
+            return RuleResult(self._reward(results), status, results, steps, full)
+
+        funnel_each_task = self.funnel is not None and self.aggregate == "min"
         for stage, stage_seeds in enumerate(stages):
             for k, task in enumerate(self.tasks):
                 for seed in stage_seeds:
@@ -321,16 +327,11 @@ class SuiteEvaluator:
                         make, task, self.lrs, seed, self.early_stopping, baseline
                     )
                     results.append(result)
-                    steps = sum(r.steps_run for r in results)
                     if hopeless and k == 0:
-                        return RuleResult(self._reward(results), "hopeless", results, steps, full)
-                    if stage == 0 and self.funnel is not None and self.aggregate == "min":
-                        if result.score < self.funnel:
-                            return RuleResult(self._reward(results), "funnel", results, steps, full)
+                        return stop("hopeless")
+                    if stage == 0 and funnel_each_task and result.score < self.funnel:
+                        return stop("funnel")
             if stage == 0 and self.funnel is not None and self._reward(results) < self.funnel:
-                steps = sum(r.steps_run for r in results)
-                return RuleResult(self._reward(results), "funnel", results, steps, full)
-        reward = self._reward(results)
+                return stop("funnel")
         diverged = all(r.score == DIVERGED_SCORE for r in results)
-        steps = sum(r.steps_run for r in results)
-        return RuleResult(reward, "diverged" if diverged else "ok", results, steps, full)
+        return stop("diverged" if diverged else "ok")
