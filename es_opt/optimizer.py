@@ -31,7 +31,7 @@ from ._arguments import (
     check_weights,
 )
 from .distributions import SearchDistribution, make_distribution
-from .distributions import _vector as sigmas
+from .distributions import _run_state as sigmas
 from .evaluators import Evaluator, make_evaluator, resolve_backend
 from .fitness import check_fitness_matrix
 from .history import History
@@ -137,6 +137,7 @@ class ESOptimizer:
         search = make_distribution(distribution)
         sigmas.check_family(search, family)
         check_parameters(model)
+        sigmas.check_model(search, model, n_samples)
         # the ancestor's n_workers=4 meant a process pool; devices alone mean one per device
         backend, backend_options = resolve_backend(backend, n_workers, devices, **backend_options)
         if optimizer is None:
@@ -156,6 +157,9 @@ class ESOptimizer:
             noise=family.noise,
             distribution=search.config(),
             sigma_vector=sigmas.initial_sigma_vector(
+                search, sigma, model.named_trainable_parameters()
+            ),
+            distribution_state=sigmas.initial_state(
                 search, sigma, model.named_trainable_parameters()
             ),
         )
@@ -233,9 +237,10 @@ class ESOptimizer:
         chosen = [params[n] for n in names]
         position = {name: i for i, name in enumerate(params)}
         center = selected_center(params, names)
-        sigma = sigmas.generation_sigma(
-            self._distribution, self.sigma, self.state.sigma_vector, self.generation, params, names
+        state = sigmas.generation_state(
+            self._distribution, self.state, self.generation, params, names
         )
+        sigma = self._distribution.sigma_of(state, self.generation, self.sigma)
         self._pending = Population(
             generation=self.generation,
             seed=self.seed,
@@ -246,6 +251,8 @@ class ESOptimizer:
             center=center,
             family=self._family,
             tensor_ids=tuple(position[n] for n in names),
+            distribution=self._distribution,
+            state=state,
         )
         self._ask_time = time.perf_counter()
         return self._pending
@@ -300,9 +307,9 @@ class ESOptimizer:
         except BaseException:
             self._pending = None
             raise
-        sigma_vector = self.state.sigma_vector
-        if step.sigma is not None:
-            sigma_vector = sigmas.scatter(sigma_vector, params, population.names, step.sigma)
+        sigma_vector, distribution_state = sigmas.next_state(
+            self._distribution, self.state, params, population.names, step.state
+        )
         if self._evaluator is not None:  # a backend that replays updates in its workers
             self._evaluator.updated(population, fitness, self.update_rule)
         if stats is not None and hasattr(self.objective_fn, "merge_stats"):
@@ -312,6 +319,7 @@ class ESOptimizer:
             generation=self.generation + 1,
             n_objectives=fitness.shape[1],
             sigma_vector=sigma_vector,
+            distribution_state=distribution_state,
         )
         self._pending = None
         layer_ids = self.model.selected_layers(population.generation, self.seed)
@@ -368,14 +376,15 @@ class ESOptimizer:
         else:
             _, shape = check_shaping(loaded.shaping)
         strategy = SamplingStrategy(state["strategy"]) if "strategy" in state else None
-        search, vector = sigmas.restore(
+        search, vector, distribution_state = sigmas.restore(
             loaded.distribution,
             loaded.sigma_vector,
+            loaded.distribution_state,
             self._distribution,
             make_perturbation(loaded.perturbation, loaded.noise),
             self.model.named_trainable_parameters(),
         )
-        loaded = replace(loaded, sigma_vector=vector)
+        loaded = replace(loaded, sigma_vector=vector, distribution_state=distribution_state)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])

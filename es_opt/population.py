@@ -10,9 +10,10 @@ Pickling it sends the center and a few integers, never the perturbations.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,6 +60,13 @@ class Population:
     """Each selected tensor's index among the model's trainable parameters (the counter word of
     counter-based noise, so a tensor's noise does not depend on which others are selected);
     ``None``: ``0, 1, …``."""
+    distribution: Any = None
+    """The search distribution the generation is drawn from (``None``: OpenAI-ES). It decides
+    whether members come in mirrored pairs (:attr:`antithetic`) and how a member's direction is
+    made from the family's noise (:attr:`noise_map`)."""
+    state: Mapping[str, Any] = field(default_factory=dict)
+    """The distribution's state the generation is drawn from (CMA-ES: σ, paths, ``C``, ``B``,
+    ``D``; PGPE/SNES: the selected σ; OpenAI-ES: empty). It travels with the population."""
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, torch.Tensor):
@@ -71,6 +79,30 @@ class Population:
                 raise ValueError(
                     f"a per-parameter sigma needs dense perturbations, got {self.family!r}"
                 )
+
+    @property
+    def antithetic(self) -> bool:
+        """Members in mirrored pairs (``θ ± σ y_j`` at ``2j``, ``2j + 1``; every distribution but
+        CMA-ES without mirroring), or one independent draw per member (``θ + σ y_i``)."""
+        return self.distribution is None or bool(self.distribution.antithetic)
+
+    @property
+    def noise_map(self) -> torch.Tensor | None:
+        """How a member's direction ``y`` is made from the family's standard normal ``z``:
+        ``None`` (``y = z``), a ``[dim]`` tensor ``D`` (``y = D ⊙ z``: separable CMA-ES) or a
+        ``[dim, dim]`` matrix ``A`` (``y = A z``: CMA-ES, ``A = B·diag(D)``)."""
+        if self.distribution is None:
+            return None
+        return self.distribution.noise_map(self.state)
+
+    @property
+    def n_draws(self) -> int:
+        """Noise draws of the generation: one per pair, or one per member without mirroring."""
+        return self.n_evals // 2 if self.antithetic else self.n_evals
+
+    def draw_index(self, index: int) -> int:
+        """The noise draw evaluation ``index`` is built from (its pair, or itself)."""
+        return index // 2 if self.antithetic else index
 
     @property
     def original_noise(self) -> bool:
@@ -93,8 +125,19 @@ class Population:
         return self.n_evals
 
     def sign(self, index: int) -> float:
-        """+1.0 for the first member of a pair (even index), −1.0 for the second."""
-        return 1.0 if index % 2 == 0 else -1.0
+        """+1.0 for the first member of a pair (even index), −1.0 for the second (always +1.0
+        without mirroring)."""
+        return 1.0 if index % 2 == 0 or not self.antithetic else -1.0
+
+    def directions(self, draws: Iterable[int]) -> torch.Tensor:
+        """``y`` of several draws as a ``[len(draws), dim]`` matrix: the family's ``E_j``
+        (:meth:`perturbations`) mapped by the distribution's :attr:`noise_map`."""
+        eps = self.perturbations(draws)
+        noise_map = self.noise_map
+        if noise_map is None:
+            return eps
+        noise_map = noise_map.to(dtype=eps.dtype, device=eps.device)
+        return eps * noise_map if noise_map.dim() == 1 else eps @ noise_map.T
 
     def perturbation(self, pair: int) -> torch.Tensor:
         """``E_j`` of one pair, flat, on the center's device and dtype."""
@@ -138,9 +181,11 @@ class Population:
         pair share it, and drawing noise dominates small batched evaluations."""
         indices = list(indices)
         for index in indices:
-            self._check_index(index)
+            self.check_index(index)
         center = self.center
         first = indices[0] if indices else 0
+        if not self.antithetic or self.noise_map is not None:
+            return self._mapped_members(indices)
         if (
             first % 2 == 0
             and len(indices) % 2 == 0
@@ -167,6 +212,18 @@ class Population:
         scale = torch.tensor([self.sign(i) * self.sigma for i in indices], dtype=center.dtype)
         return perturb(center, eps, scale.unsqueeze(1).to(center.device))
 
+    def _mapped_members(self, indices: list[int]) -> torch.Tensor:
+        """``θ + sign_i σ y_{draw(i)}`` for a distribution that maps the noise or draws one
+        direction per member (CMA-ES): one gathered product, row by row the same bits."""
+        draws = sorted({self.draw_index(index) for index in indices})
+        row_of = {draw: row for row, draw in enumerate(draws)}
+        y = self.directions(draws)[[row_of[self.draw_index(index)] for index in indices]]
+        center = self.center
+        signs = torch.tensor([self.sign(i) for i in indices], dtype=center.dtype)
+        scale = signs.to(center.device).unsqueeze(1)
+        scale = scale * (self.sigma if isinstance(self.sigma, torch.Tensor) else float(self.sigma))
+        return perturb(center, y, scale)
+
     def members(
         self, indices: Sequence[int], chunk_elements: int = 1 << 22
     ) -> Iterator[tuple[int, tuple[torch.Tensor, ...]]]:
@@ -188,7 +245,7 @@ class Population:
         out, offset = {}, 0
         for name, shape in zip(self.names, self.shapes, strict=True):
             size = shape.numel()
-            out[name] = flat[..., offset : offset + size].reshape(*batch, *shape)
+            out[name] = flat[..., offset : offset + size].reshape(batch + shape)  # 0-d: ()
             offset += size
         return out
 
@@ -235,7 +292,8 @@ class Population:
             for target, value in zip(targets, self.unflatten(flat).values(), strict=True):
                 target.copy_(value)
 
-    def _check_index(self, index: int) -> None:
+    def check_index(self, index: int) -> None:
+        """Raises ``IndexError`` unless ``0 <= index < n_evals``."""
         if not 0 <= index < self.n_evals:
             raise IndexError(
                 f"evaluation index {index} out of range for {self.n_evals} evaluations"

@@ -46,6 +46,8 @@ class ESState:
             existed ran OpenAI-ES with a constant σ, and loads as such.
         sigma_vector: the per-parameter σ of PGPE / SNES, one entry per trainable parameter in
             the model's order (``None`` for OpenAI-ES, whose σ is ``sigma``).
+        distribution_state: the state of any other distribution with one (CMA-ES: σ, evolution
+            paths, covariance factors; tensors and plain values), empty for OpenAI-ES.
 
     Example:
         >>> state = ESState(generation=3, seed=0, sigma=0.1, n_samples=8, obj_weights=(1.0,),
@@ -65,6 +67,7 @@ class ESState:
     noise: str = "mt19937"
     distribution: dict[str, Any] = field(default_factory=lambda: dict(OPENAI_CONFIG))
     sigma_vector: torch.Tensor | None = field(default=None, compare=False)
+    distribution_state: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values only (loadable with ``torch.load(weights_only=True)``)."""
@@ -110,6 +113,9 @@ def _distribution_fields(state: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("name") not in DISTRIBUTIONS:
         names = ", ".join(repr(n) for n in DISTRIBUTIONS)
         raise ValueError(f"distribution must be a dict named one of {names}, got {config!r}")
+    saved = state.get("distribution_state", {})
+    if not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved):
+        raise ValueError(f"distribution_state must be a dict with str keys, got {saved!r}")
     vector = state.get("sigma_vector") if DISTRIBUTIONS[config["name"]].adapts_sigma else None
     if DISTRIBUTIONS[config["name"]].adapts_sigma:
         if vector is None:
@@ -117,7 +123,7 @@ def _distribution_fields(state: dict[str, Any]) -> dict[str, Any]:
                 f"ESOptimizer state_dict of a {config['name']!r} run lacks ['sigma_vector']"
             )
         vector = check_sigma_vector("sigma_vector", vector)
-    return {"distribution": dict(config), "sigma_vector": vector}
+    return {"distribution": dict(config), "sigma_vector": vector, "distribution_state": saved}
 
 
 class StateField:

@@ -1,11 +1,15 @@
 """The centre's update from one generation's fitness, as one function that both the main process
 and a replaying worker run (:mod:`es_opt.evaluators._replay`), so that they compute the same bits.
 
-With ``F`` the checked fitness matrix of a population and ``g, σ' = search_step(F, …)`` the
-search distribution's step (:func:`es_opt.distributions.search_step`), the update sets each
-selected parameter's ``.grad`` to its slice of ``−g`` (the inner optimizer *minimises*), every
-other trainable parameter's to ``None``, and calls ``optimizer.step()``. If that raises, every
-``.grad`` is put back and the error propagates: nothing else has changed.
+The whole path from fitness to ``.grad`` is here and in the distribution's own file:
+
+1. ``s_i = Σ_k w_k · shaping(F[:, k])_i`` (:func:`es_opt.shaping.weighted_scores`);
+2. ``g, state' = distribution.step(s, population, population.state)``
+   (:meth:`es_opt.distributions.SearchDistribution.step`: OpenAI-ES's antithetic estimate, PGPE's
+   or SNES's update of the centre and σ, CMA-ES's recombination and adaptation);
+3. each selected parameter's ``.grad`` is its slice of ``−g`` (the inner optimizer *minimises*),
+   every other trainable parameter's ``None``, and ``optimizer.step()`` runs. If that raises,
+   every ``.grad`` is put back and the error propagates: nothing else has changed.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .distributions import SearchDistribution, search_step
+from .distributions import SearchDistribution
 from .distributions.base import DistributionStep
 from .population import Population
+from .shaping import weighted_scores
 
 __all__ = ["UpdateRule", "apply_update"]
 
@@ -44,7 +49,7 @@ def apply_update(
     """One ES update of ``params`` (the model's trainable parameters by name) by ``optimizer``.
 
     Returns the distribution's step (the ascent direction ``g`` over the population's selected
-    parameters and, for PGPE/SNES, their next σ); the caller keeps σ.
+    parameters and the distribution's next state); the caller keeps the state.
 
     Example:
         >>> from es_opt.distributions import OpenAIES
@@ -58,7 +63,8 @@ def apply_update(
         >>> torch.equal(w.detach(), step.gradient)  # SGD with lr 1 on −g moves by +g
         True
     """
-    step = search_step(fitness, population, rule.obj_weights, rule.shaping, rule.distribution)
+    scores = weighted_scores(fitness, rule.obj_weights, rule.shaping)
+    step = rule.distribution.step(scores, population, population.state)
     selected = dict(
         zip(population.names, population.unflatten(-step.gradient).values(), strict=True)
     )

@@ -8,7 +8,7 @@ import torch
 
 from es_opt import noise
 from es_opt.distributions import PGPE, SNES
-from es_opt.distributions._moments import dense_rows
+from es_opt.estimator import dense_rows
 from es_opt.optim import ClipUp
 from es_opt.shaping import centered_ranks
 
@@ -27,12 +27,11 @@ def run(distribution, *, generations: int, n_pairs: int = 16, move_center: bool,
         z = noise.perturbations(seed, generation, range(n_pairs), dim, dtype=torch.float64)
         members = torch.stack([theta.detach() + sigma * z, theta.detach() - sigma * z], 1)
         f = -(CURVATURE * members.reshape(2 * n_pairs, dim).square()).sum(1)
-        step = distribution.step(centered_ranks(f), dense_rows(z), sigma=sigma, dim=dim,
-                                 dtype=torch.float64)  # fmt: skip
+        gradient, new_sigma = distribution.update(centered_ranks(f), dense_rows(z), sigma)
         if move_center:
-            theta.grad = -step.gradient
+            theta.grad = -gradient
             optimizer.step()
-        sigma = step.sigma
+        sigma = new_sigma
     return theta.detach(), sigma
 
 

@@ -22,7 +22,7 @@ from es_opt.distributions import (
     pgpe_step,
     snes_step,
 )
-from es_opt.distributions._moments import dense_rows
+from es_opt.estimator import dense_rows
 from es_opt.distributions.base import default_snes_stdev_lr
 from es_opt.distributions.schedules import schedule_from_config
 

@@ -15,10 +15,9 @@ import torch
 
 from es_opt import noise
 from es_opt.distributions import PGPE, SNES, OpenAIES, nes_utilities, pgpe_step, snes_step
-from es_opt.distributions._moments import dense_rows, pair_moments
+from es_opt.estimator import dense_rows, estimate_gradient, pair_moments
 from es_opt.population import Population
 from es_opt.shaping import centered_ranks
-from es_opt.step import es_gradient
 
 CURVATURE = [4.0, 1.0, 0.25, 9.0, 0.5]
 TARGET = [0.3, -0.2, 0.1, 0.0, 0.7]
@@ -196,29 +195,40 @@ def test_openai_es_is_the_estimator_bit_for_bit():
     pop = Population(4, 7, 0.05, 10, ("w",), (torch.Size([6]),), torch.randn(6, dtype=torch.float64,
                      generator=torch.Generator().manual_seed(0)))  # fmt: skip
     fit = torch.tensor([[3.0], [1.0], [0.5], [2.0], [4.0], [0.0], [1.5], [1.7], [2.2], [0.1]])
-    expected = es_gradient(fit, pop, [1.0], centered_ranks)
-    step = OpenAIES().step(centered_ranks(fit[:, 0]), pop.perturbations, sigma=pop.sigma, dim=6,
-                           dtype=torch.float64)  # fmt: skip
-    assert step.sigma is None
+    scores = centered_ranks(fit[:, 0])
+    expected = estimate_gradient(scores, pop.perturbations, sigma=0.05, dim=6, dtype=torch.float64)
+    step = OpenAIES().step(scores, pop, {})
+    assert step.sigma is None and step.state == {}
     assert torch.equal(step.gradient, expected)
+
+
+def adaptive_population(distribution, sigma, n_pairs=6, seed=3):
+    """The population of :func:`problem` (same seed, so the same z), drawn from ``distribution``."""
+    center = torch.tensor(problem(n_pairs, seed)[0], dtype=torch.float64)
+    return Population(0, seed, sigma, 2 * n_pairs, ("w",), (torch.Size([center.numel()]),),
+                      center, distribution=distribution, state={"sigma": sigma})  # fmt: skip
 
 
 def test_class_steps_equal_the_pure_functions():
     _, sigma, z, f = problem()
     sig = torch.tensor(sigma, dtype=torch.float64)
     scores = centered_ranks(t64(f))
-    got = PGPE(stdev_lr=0.3, stdev_max_change=0.5).step(scores, dense_rows(z), sigma=sig, dim=5)
+    pgpe = PGPE(stdev_lr=0.3, stdev_max_change=0.5)
+    pop = adaptive_population(pgpe, sig)
+    assert torch.equal(pop.perturbations(range(6)), z)
+    got = pgpe.step(scores, pop, pop.state)
     want = pgpe_step(scores, dense_rows(z), sig, stdev_lr=0.3, stdev_max_change=0.5)
     assert torch.equal(got.gradient, want[0]) and torch.equal(got.sigma, want[1])
-    got = SNES().step(scores, dense_rows(z), sigma=sig, dim=5)
+    got = SNES().step(scores, adaptive_population(SNES(), sig), {"sigma": sig})
     eta = (3 + math.log(5)) / (5 * math.sqrt(5))
     want = snes_step(scores, dense_rows(z), sig, stdev_lr=eta)
     assert torch.equal(got.gradient, want[0]) and torch.equal(got.sigma, want[1])
 
 
 def test_a_scalar_sigma_is_broadcast():
-    _, _, z, f = problem()
+    _, _, _, f = problem()
     scores = centered_ranks(t64(f))
-    a = PGPE().step(scores, dense_rows(z), sigma=0.1, dim=5, dtype=torch.float64)
-    b = PGPE().step(scores, dense_rows(z), sigma=torch.full((5,), 0.1, dtype=torch.float64), dim=5)
+    vector = torch.full((5,), 0.1, dtype=torch.float64)
+    a = PGPE().step(scores, adaptive_population(PGPE(), vector), {"sigma": 0.1})
+    b = PGPE().step(scores, adaptive_population(PGPE(), vector), {"sigma": vector})
     assert torch.equal(a.gradient, b.gradient) and torch.equal(a.sigma, b.sigma)

@@ -58,16 +58,31 @@ def _run(case: str) -> str:
 
 
 # Produced by the code before the package was reorganised (layout v2); they must never change
-# unless a change of the arithmetic is intended and announced.
+# unless a change of the arithmetic is intended and announced. BatchNorm's and the cross
+# entropy's reductions run torch's vectorised CPU kernels, whose summation order depends on the
+# vector width the CPU offers (torch.backends.cpu.get_cpu_capability()) and on the number of
+# threads: that run is pinned per capability, on 2 threads (the CI machines' cores).
 REFERENCE = {
-    "rangerlite_batched": "98904de50cb80432",
-    "ligi_one_at_a_time_batchnorm": "6b820b292c1288e7",
+    "rangerlite_batched": {"any": "98904de50cb80432"},
+    "ligi_one_at_a_time_batchnorm": {"AVX512": "6b820b292c1288e7", "AVX2": "a3bba6799b70026e"},
 }
 
 
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("case", sorted(REFERENCE))
-def test_digits_run_reproduces_the_reference_parameters(case):
-    assert _run(case) == REFERENCE[case]
+def test_digits_run_reproduces_the_reference_parameters(case, two_threads):
+    pins = REFERENCE[case]
+    capability = torch.backends.cpu.get_cpu_capability()
+    if "any" not in pins and capability not in pins:
+        pytest.skip(f"no reference for CPU capability {capability} (pinned: {sorted(pins)})")
+    assert _run(case) == pins.get("any", pins.get(capability))
 
 
 @pytest.mark.slow

@@ -32,7 +32,6 @@ from .schedules import (
     make_schedule,
 )
 from .snes import SNES, nes_utilities, snes_step
-from .step import search_step
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -53,7 +52,6 @@ __all__ = [
     "nes_utilities",
     "openai_es_gradient",
     "pgpe_step",
-    "search_step",
     "snes_step",
 ]
 

@@ -1,24 +1,33 @@
-"""The search-distribution interface: what an ES step does with its shaped scores.
+"""The search-distribution contract: the one path from shaped scores to the centre's step.
 
-A search distribution is a Gaussian ``N(θ, diag(σ²))`` over the selected parameters. Each step
-draws ``P`` antithetic pairs ``θ ± σ ⊙ z_j`` (``z_j`` standard normal, rebuilt from seeds), and the
-distribution turns the pairs' shaped scores into
+A search distribution is a Gaussian over the selected parameters, ``N(θ, σ² C)``. Each generation
+draws members from the perturbation family's standard normal noise ``z`` — in mirrored pairs
+``θ ± σ y_j`` (OpenAI-ES, PGPE, SNES; CMA-ES optionally) or one draw per member — where the
+distribution decides σ (a scalar, or one value per parameter) and the direction ``y``:
 
-- the centre's ascent direction ``g`` (the optimizer writes ``−g`` into ``.grad`` and the inner
-  torch optimizer steps: SGD, Adam, RangerLite, Ligi, ClipUp all work with every distribution);
-- the next σ: unchanged (OpenAI-ES, a scalar σ, optionally following a schedule), or a new
-  per-parameter vector (PGPE, SNES).
+=====================  ===================  ====================================
+distribution           σ                    direction ``y``
+=====================  ===================  ====================================
+OpenAI-ES              scalar (schedule)    ``z`` (dense or low-rank family)
+PGPE, SNES             per parameter        ``z`` (members ``θ ± σ ⊙ z``)
+separable CMA-ES       scalar, adapted      ``D ⊙ z`` (``C = diag(D²)``)
+CMA-ES                 scalar, adapted      ``B D z`` (``C = B D² Bᵀ``)
+=====================  ===================  ====================================
 
-The classes only hold hyperparameters; the updates are pure functions on tensors
-(:func:`es_opt.distributions.pgpe.pgpe_step`, :func:`es_opt.distributions.snes.snes_step`), and σ
-itself lives in the optimizer's state, so a step that fails changes nothing.
+Its :meth:`SearchDistribution.step` turns the generation's shaped scores into the centre's ascent
+direction ``g`` (the optimizer writes ``−g`` into ``.grad`` and the inner torch optimizer steps:
+SGD, Adam, RangerLite, Ligi, ClipUp all work with every distribution; SGD with lr 1 applies ``g``
+as it is, which is CMA-ES's own mean update) and the distribution's next state (σ, evolution
+paths, covariance factors). The state lives in the optimizer's ``ESState``, so a step that fails
+changes nothing, and a resumed or replaying run continues from it bit for bit.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -40,53 +49,105 @@ class DistributionStep:
     """What one step of a search distribution produces.
 
     Attributes:
-        gradient: the centre's ascent direction, flat over the selected parameters.
-        sigma: the next per-parameter σ (same shape as the gradient), or ``None`` when the
-            distribution keeps a scalar σ.
+        gradient: the centre's ascent direction, flat over the selected parameters (the
+            optimizer writes ``−gradient`` into ``.grad``; SGD with lr 1 moves the centre by it).
+        state: the distribution's next state, with the keys of :meth:`SearchDistribution.init_state`
+            (PGPE/SNES: ``{"sigma": σ'}`` of the selected parameters; OpenAI-ES: empty).
     """
 
     gradient: torch.Tensor
-    sigma: torch.Tensor | None
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def sigma(self) -> torch.Tensor | None:
+        """The next per-parameter σ of PGPE / SNES (``None`` for the other distributions)."""
+        sigma = self.state.get("sigma")
+        return sigma if isinstance(sigma, torch.Tensor) and sigma.dim() == 1 else None
 
 
 class SearchDistribution(ABC):
-    """Base class of the search distributions (see the module docstring).
+    """Base class of the search distributions: the one contract between shaped scores and the
+    centre's step (see the module docstring and docs/architecture.md).
 
-    Subclasses set :attr:`name` (the string accepted by ``ESOptimizer``), :attr:`adapts_sigma`
-    (whether σ is a per-parameter vector updated every step) and implement :meth:`step`,
-    :meth:`config` and :meth:`from_config`.
+    A distribution owns
+
+    1. how a member is drawn from the family's noise: with :attr:`antithetic` members come in
+       mirrored pairs ``θ ± σ y_j`` (else ``θ + σ y_i``, one draw each), σ is :meth:`sigma_of`
+       and ``y = noise_map(z)`` (:meth:`noise_map`: identity, ``D ⊙ z`` or ``A z``);
+    2. its state (:meth:`init_state`; kept in ``ESState``, checkpoints and replay);
+    3. :meth:`step`: shaped scores and the population → the centre's ascent direction and the
+       next state. Every run goes through it, the default OpenAI-ES included.
+
+    Subclasses set :attr:`name` (the string accepted by ``ESOptimizer``) and implement
+    :meth:`step`, :meth:`config` and :meth:`from_config`.
+
+    Attributes:
+        adapts_sigma: PGPE / SNES: σ is a vector over every trainable parameter
+            (``ESState.sigma_vector``), of which each generation reads and updates the selected
+            slice (its state is ``{"sigma": slice}``).
+        full_model: the distribution models all trainable parameters jointly (CMA-ES), so every
+            generation must select all of them.
+        antithetic: members in mirrored pairs (the default of every distribution but CMA-ES).
     """
 
     name: ClassVar[str]
-    adapts_sigma: ClassVar[bool]
+    adapts_sigma: ClassVar[bool] = False
+    full_model: ClassVar[bool] = False
+    antithetic: bool = True
+
+    def check(self, n_samples: int, dim: int) -> None:
+        """Raises ``ValueError`` if the distribution cannot run ``n_samples`` members over
+        ``dim`` parameters (called at construction, before anything changes)."""
+
+    def init_state(
+        self,
+        sigma: float,
+        dim: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, Any]:
+        """The state at generation 0 over ``dim`` parameters with initial step size ``sigma``
+        (empty for a distribution without state)."""
+        return {}
+
+    def sigma_of(self, state: Mapping[str, Any], generation: int, sigma: float) -> Any:
+        """The σ a generation's members are drawn with, from the state and the run's base σ."""
+        return self.sigma_at(generation, sigma)
+
+    def noise_map(self, state: Mapping[str, Any]) -> torch.Tensor | None:
+        """``None`` (``y = z``), a ``[dim]`` tensor ``D`` (``y = D ⊙ z``) or a ``[dim, dim]``
+        matrix ``A`` (``y = A z``): how a member's direction is made from the noise."""
+        return None
 
     @abstractmethod
     def step(
-        self,
-        scores: torch.Tensor,
-        noise_rows: Any,
-        *,
-        sigma: float | torch.Tensor,
-        dim: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
+        self, scores: torch.Tensor, population: Any, state: Mapping[str, Any]
     ) -> DistributionStep:
-        """The centre's ascent direction and the next σ from one generation.
+        """The centre's ascent direction and the next state from one generation.
 
         Args:
-            scores: shaped, weighted scores ``[n_evals]`` in evaluation order (``θ + σ⊙z_j`` at
-                index ``2j``, ``θ − σ⊙z_j`` at ``2j + 1``).
-            noise_rows: ``range -> Tensor[len(range), dim]``, the standard normal ``z_j`` of
-                those pairs.
-            sigma: the generation's σ: a float (OpenAI-ES) or a ``[dim]`` tensor (PGPE, SNES).
-            dim: number of perturbed parameters.
-            dtype, device: of the centre (and of the returned tensors).
+            scores: shaped, weighted scores ``[n_evals]`` in evaluation order, higher is better
+                (with mirroring ``θ + σ y_j`` at index ``2j``, ``θ − σ y_j`` at ``2j + 1``).
+            population: the :class:`~es_opt.population.Population` the scores belong to (its
+                noise rows, directions, centre, σ, dtype and device).
+            state: the distribution's state the population was drawn from.
         """
 
     def sigma_at(self, generation: int, sigma: float) -> float:
         """The scalar σ a generation perturbs with, from the run's base σ (a schedule may
         change it; adaptive distributions use their vector and ignore this)."""
         return sigma
+
+    def check_state(self, state: Mapping[str, Any], dim: int) -> dict[str, Any]:
+        """A loaded state, checked against :meth:`init_state`'s keys (raises ``ValueError``)."""
+        expected = set(self.init_state(1.0, max(1, dim)))
+        if set(state) != expected:
+            raise ValueError(
+                f"the {self.name!r} distribution's state must hold {sorted(expected)}, got "
+                f"{sorted(state)}"
+            )
+        return dict(state)
 
     @abstractmethod
     def config(self) -> dict[str, Any]:
@@ -109,7 +170,6 @@ class SearchDistribution(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({args})"
-
 
 def check_sigma_vector(name: str, sigma: Any) -> torch.Tensor:
     """``sigma`` as a 1-D floating tensor of finite values > 0; the error names the argument and
@@ -213,25 +273,35 @@ def default_snes_stdev_lr(dim: int) -> float:
 
 
 class AdaptiveDistribution(SearchDistribution):
-    """A distribution with a per-parameter σ updated every step (PGPE, SNES): :meth:`step` turns a
-    scalar σ into the ``[dim]`` vector and calls :meth:`update`, the algorithm's own equations."""
+    """A distribution with a per-parameter σ updated every step (PGPE, SNES). Its state is the
+    selected parameters' σ, ``{"sigma": [dim] tensor}``; :meth:`step` reads the pairs' noise from
+    the population and calls :meth:`update`, the algorithm's own equations."""
 
     adapts_sigma: ClassVar[bool] = True
 
-    def step(
+    def init_state(
         self,
-        scores: torch.Tensor,
-        noise_rows: Any,
-        *,
-        sigma: float | torch.Tensor,
+        sigma: float,
         dim: int,
+        *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+    ) -> dict[str, Any]:
+        return {"sigma": torch.full((dim,), float(sigma), dtype=dtype, device=device)}
+
+    def sigma_of(self, state: Mapping[str, Any], generation: int, sigma: float) -> Any:
+        return state["sigma"]
+
+    def step(
+        self, scores: torch.Tensor, population: Any, state: Mapping[str, Any]
     ) -> DistributionStep:
-        if not isinstance(sigma, torch.Tensor):
-            sigma = torch.full((dim,), float(sigma), dtype=dtype, device=device)
-        gradient, new_sigma = self.update(scores, noise_rows, sigma)
-        return DistributionStep(gradient=gradient, sigma=new_sigma)
+        sigma = state["sigma"]
+        if not isinstance(sigma, torch.Tensor):  # a population built by hand with a scalar σ
+            center = population.center
+            sigma = torch.full((population.dim,), float(sigma), dtype=center.dtype,
+                               device=center.device)
+        gradient, new_sigma = self.update(scores, population.perturbations, sigma)
+        return DistributionStep(gradient=gradient, state={"sigma": new_sigma})
 
     @abstractmethod
     def update(

@@ -3,6 +3,7 @@ optional σ schedule (constant, exponential decay with a floor, or a function)."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,20 +15,42 @@ from .schedules import SigmaSchedule, make_schedule, schedule_from_config
 __all__ = ["OpenAIES", "openai_es_gradient"]
 
 
-def openai_es_gradient(
-    scores: torch.Tensor, noise_rows: Any, *, sigma: float, dim: int, **kwargs: Any
-) -> torch.Tensor:
-    """``g = 1/(n σ) Σ_j (s⁺_j − s⁻_j) z_j`` for ``P`` pairs, ``n = 2P`` evaluations
-    (Salimans et al. 2017, eq. 1 with mirrored sampling): the estimate es_opt has always used,
-    computed by :func:`es_opt.estimator.estimate_gradient` (so the default run keeps its bits).
+def openai_es_gradient(scores: torch.Tensor, population: Any) -> torch.Tensor:
+    """``g = 1/(n σ) Σ_j (s⁺_j − s⁻_j) E_j`` for the population's ``P`` pairs, ``n = 2P``
+    evaluations (Salimans et al. 2017, eq. 1 with mirrored sampling), with ``E_j`` rebuilt from
+    the population's seeds a bounded block at a time: for dense per-pair MT19937 noise by
+    :func:`es_opt.estimator.estimate_gradient` (the original arithmetic, bit for bit), otherwise
+    by the family's own estimate (low-rank: one ``(diag(s⁺ − s⁻) A)ᵀ B`` product per matrix,
+    :meth:`es_opt.perturbations.Perturbation.estimate`).
 
     Example:
-        >>> from es_opt.distributions._moments import dense_rows
-        >>> openai_es_gradient(torch.tensor([1.0, 0.0, 0.0, 1.0]), dense_rows(torch.eye(2)),
-        ...                    sigma=0.5, dim=2).tolist()
-        [0.5, -0.5]
+        >>> from es_opt.population import Population
+        >>> pop = Population(0, 0, 0.5, 4, ("w",), (torch.Size([2]),), torch.zeros(2))
+        >>> scores = torch.tensor([1.0, 0.0, 0.0, 1.0])
+        >>> g = openai_es_gradient(scores, pop)
+        >>> torch.allclose(g, (pop.perturbation(0) - pop.perturbation(1)) / (4 * 0.5))
+        True
     """
-    return estimate_gradient(scores, noise_rows, sigma=sigma, dim=dim, **kwargs)
+    center = population.center
+    if not population.original_noise:
+        return population.family.estimate(
+            scores,
+            population.seed,
+            population.generation,
+            population.shapes,
+            population.ids,
+            sigma=population.sigma,
+            dtype=center.dtype,
+            device=center.device,
+        )
+    return estimate_gradient(
+        scores,
+        population.perturbations,
+        sigma=population.sigma,
+        dim=population.dim,
+        dtype=center.dtype,
+        device=center.device,
+    )
 
 
 class OpenAIES(SearchDistribution):
@@ -63,21 +86,11 @@ class OpenAIES(SearchDistribution):
         return self.sigma_schedule(generation, sigma)
 
     def step(
-        self,
-        scores: torch.Tensor,
-        noise_rows: Any,
-        *,
-        sigma: float | torch.Tensor,
-        dim: int,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
+        self, scores: torch.Tensor, population: Any, state: Mapping[str, Any]
     ) -> DistributionStep:
-        if isinstance(sigma, torch.Tensor):
+        if isinstance(population.sigma, torch.Tensor):
             raise TypeError("OpenAIES uses a scalar sigma, got a tensor")
-        gradient = openai_es_gradient(
-            scores, noise_rows, sigma=sigma, dim=dim, dtype=dtype, device=device
-        )
-        return DistributionStep(gradient=gradient, sigma=None)
+        return DistributionStep(gradient=openai_es_gradient(scores, population))
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "sigma_schedule": self.sigma_schedule.config()}

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ._moments import DEFAULT_BLOCK_ELEMENTS, NoiseRows, pair_moments
+from ..estimator import DEFAULT_BLOCK_ELEMENTS, NoiseRows, pair_moments
 from .base import (
     AdaptiveDistribution,
     SearchDistribution,
@@ -44,7 +44,7 @@ def pgpe_step(
     where the clip keeps each entry within ``σ (1 ± stdev_max_change)`` and then within
     ``[stdev_min, stdev_max]``. The centre's step is left to the caller's torch optimizer (in
     pgpelib and EvoTorch: ClipUp or Adam on ``∇_θ``). Both sums come from
-    :func:`~es_opt.distributions._moments.pair_moments`, a bounded block of pairs at a time.
+    :func:`~es_opt.estimator.pair_moments`, a bounded block of pairs at a time.
 
     Note ``∇_θ`` is the likelihood-ratio gradient times σ² (pgpelib's convention): with plain SGD
     it is OpenAI-ES's step scaled by σ²; with ClipUp or Adam the scale cancels.
@@ -106,11 +106,11 @@ class PGPE(AdaptiveDistribution):
             ``None``.
 
     Example:
-        >>> from es_opt.distributions._moments import dense_rows
+        >>> from es_opt.estimator import dense_rows
         >>> pgpe = PGPE(stdev_lr=0.1)
         >>> z = torch.tensor([[1.0, 0.0]])
-        >>> step = pgpe.step(torch.tensor([0.5, -0.5]), dense_rows(z), sigma=torch.ones(2), dim=2)
-        >>> step.gradient.tolist(), step.sigma.tolist()
+        >>> gradient, sigma = pgpe.update(torch.tensor([0.5, -0.5]), dense_rows(z), torch.ones(2))
+        >>> gradient.tolist(), sigma.tolist()
         ([0.5, 0.0], [1.0, 1.0])
     """
 

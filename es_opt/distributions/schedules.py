@@ -6,12 +6,16 @@ and the run's base σ (``ESOptimizer.sigma``), so a resumed run needs nothing bu
   (σ 0.04, rate 0.999, floor 0.01 on Brax Ant).
 - :class:`FunctionSchedule`: any ``(generation, sigma) -> float``; a state dict records it by its
   name only (like a custom shaping function), so resuming needs the same function again.
+
+Each schedule is a frozen dataclass of its hyperparameters; :meth:`SigmaSchedule.config` (its kind
+and its fields) is what a state dict stores and :func:`schedule_from_config` reads back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
 
 from .._validation import check_int, check_real
 
@@ -25,28 +29,27 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
 class SigmaSchedule:
-    """Base class: ``schedule(generation, sigma) -> σ of that generation``."""
+    """Base class: ``schedule(generation, sigma) -> σ of that generation``.
 
-    kind = "constant"
+    Subclasses are frozen dataclasses with a ``kind``; a field with ``metadata={"saved": False}``
+    (a function) is left out of :meth:`config`."""
+
+    kind: ClassVar[str] = "constant"
 
     def __call__(self, generation: int, sigma: float) -> float:
         return sigma
 
     def config(self) -> dict[str, Any]:
-        return {"kind": self.kind}
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.config() == self.config()
-
-    def __hash__(self) -> int:
-        return hash(repr(sorted(self.config().items())))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "kind")
-        return f"{type(self).__name__}({args})"
+        """``{"kind": kind, field: value, …}``: plain values, what a state dict stores."""
+        saved = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("saved", True)
+        }
+        return {"kind": self.kind, **saved}
 
 
+@dataclass(frozen=True)
 class ConstantSigma(SigmaSchedule):
     """``σ_g = σ`` for every generation.
 
@@ -56,6 +59,7 @@ class ConstantSigma(SigmaSchedule):
     """
 
 
+@dataclass(frozen=True)
 class ExponentialDecay(SigmaSchedule):
     """``σ_g = max(floor, σ · rate^g)``: σ shrinks by ``rate`` per generation, never below
     ``floor``.
@@ -70,11 +74,15 @@ class ExponentialDecay(SigmaSchedule):
         [0.2, 0.1, 0.05, 0.03]
     """
 
-    kind = "exponential"
+    kind: ClassVar[str] = "exponential"
+    rate: float
+    floor: float = 0.0
 
-    def __init__(self, rate: float, floor: float = 0.0):
-        self.rate = check_real("rate", rate, low=0, high=1, low_open=True)
-        self.floor = check_real("floor", floor, low=0)
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "rate", check_real("rate", self.rate, low=0, high=1, low_open=True)
+        )
+        object.__setattr__(self, "floor", check_real("floor", self.floor, low=0))
 
     def __call__(self, generation: int, sigma: float) -> float:
         value = max(self.floor, sigma * self.rate ** check_int("generation", generation, low=0))
@@ -85,10 +93,8 @@ class ExponentialDecay(SigmaSchedule):
             )
         return value
 
-    def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rate": self.rate, "floor": self.floor}
 
-
+@dataclass(frozen=True)
 class FunctionSchedule(SigmaSchedule):
     """A function ``(generation, sigma) -> σ`` as a schedule; its result must be a finite
     number > 0. State dicts store only ``name`` (default: the function's ``__name__``).
@@ -100,16 +106,20 @@ class FunctionSchedule(SigmaSchedule):
         0.1
     """
 
-    kind = "function"
+    kind: ClassVar[str] = "function"
+    function: Callable[[int, float], float] = field(
+        compare=False, repr=False, metadata={"saved": False}
+    )
+    name: str | None = None
 
-    def __init__(self, function: Callable[[int, float], float], name: str | None = None):
-        if not callable(function):
+    def __post_init__(self) -> None:
+        if not callable(self.function):
             raise TypeError(
                 f"function must be callable (generation, sigma) -> sigma, got "
-                f"{type(function).__name__} {function!r}"
+                f"{type(self.function).__name__} {self.function!r}"
             )
-        self.function = function
-        self.name = name if name is not None else getattr(function, "__name__", "custom")
+        if self.name is None:
+            object.__setattr__(self, "name", getattr(self.function, "__name__", "custom"))
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"name must be a non-empty str, got {self.name!r}")
 
@@ -117,9 +127,6 @@ class FunctionSchedule(SigmaSchedule):
         value = self.function(generation, sigma)
         return check_real(f"sigma schedule {self.name!r} at generation {generation}", value,
                           low=0, low_open=True)  # fmt: skip
-
-    def config(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name}
 
 
 def make_schedule(schedule: Any) -> SigmaSchedule:
@@ -160,10 +167,6 @@ def schedule_from_config(
     if not isinstance(config, dict) or "kind" not in config:
         raise ValueError(f"a sigma schedule's state must be a dict with a 'kind', got {config!r}")
     kind = config["kind"]
-    if kind == ConstantSigma.kind:
-        return ConstantSigma()
-    if kind == ExponentialDecay.kind:
-        return ExponentialDecay(config["rate"], config.get("floor", 0.0))
     if kind == FunctionSchedule.kind:
         if isinstance(current, FunctionSchedule) and current.name == config.get("name"):
             return current
@@ -172,6 +175,13 @@ def schedule_from_config(
             "dict holds by name only: build the optimizer with that function "
             "(distribution=OpenAIES(sigma_schedule=...)) before loading"
         )
-    raise ValueError(
-        f"unknown sigma schedule kind {kind!r} (known: 'constant', 'exponential', 'function')"
-    )
+    kinds = {cls.kind: cls for cls in (ConstantSigma, ExponentialDecay)}
+    if kind not in kinds:
+        raise ValueError(
+            f"unknown sigma schedule kind {kind!r} (known: 'constant', 'exponential', 'function')"
+        )
+    values = {key: value for key, value in config.items() if key != "kind"}
+    unknown = sorted(set(values) - {f.name for f in fields(kinds[kind])})
+    if unknown:
+        raise ValueError(f"a {kind!r} sigma schedule has no fields {unknown}, got {config!r}")
+    return kinds[kind](**values)

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .._validation import check_choice, check_real
-from ._moments import DEFAULT_BLOCK_ELEMENTS, NoiseRows, pair_moments
+from ..estimator import DEFAULT_BLOCK_ELEMENTS, NoiseRows, pair_moments
 from .base import (
     AdaptiveDistribution,
     SearchDistribution,
@@ -137,11 +137,11 @@ class SNES(AdaptiveDistribution):
             :class:`~es_opt.distributions.PGPE` (off by default).
 
     Example:
-        >>> from es_opt.distributions._moments import dense_rows
+        >>> from es_opt.estimator import dense_rows
         >>> snes = SNES(stdev_lr=0.5)
         >>> z = torch.tensor([[1.0, 0.0]])
-        >>> step = snes.step(torch.tensor([1.0, 0.0]), dense_rows(z), sigma=torch.ones(2), dim=2)
-        >>> step.gradient.tolist()
+        >>> gradient, sigma = snes.update(torch.tensor([1.0, 0.0]), dense_rows(z), torch.ones(2))
+        >>> gradient.tolist()
         [1.0, 0.0]
     """
 

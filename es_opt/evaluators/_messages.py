@@ -167,6 +167,8 @@ class StepMessages:
             "shapes": population.shapes,
             "family": population.family,
             "tensor_ids": population.tensor_ids,
+            "distribution": population.distribution,
+            "state": _travelling_state(population),
             "generation_state": generation_state,
             "samples": samples,
         }
@@ -301,3 +303,15 @@ def rebuild_error(reply: tuple) -> BaseException:
         index=indices[0] if index is None else index,
         worker_traceback=text,
     )
+
+
+def _travelling_state(population: Population) -> dict[str, Any]:
+    """The distribution's state as it travels with the population, on the CPU: empty for PGPE /
+    SNES, whose state is the σ that travels anyway (the worker puts it back)."""
+    distribution = population.distribution
+    if distribution is not None and distribution.adapts_sigma:
+        return {}
+    return {
+        key: value.detach().cpu() if isinstance(value, torch.Tensor) else value
+        for key, value in population.state.items()
+    }

@@ -121,6 +121,8 @@ class WorkerState:
             center=center,
             family=message["family"],
             tensor_ids=message["tensor_ids"],
+            distribution=message["distribution"],
+            state=_arrived_state(message, sigma, self.device),
         )
         with torch.no_grad():
             population.load_center(net)
@@ -158,6 +160,18 @@ class WorkerState:
         rows, stats = evaluate_indices(self.model, objective, population, samples, indices)
         # float64 -> Python float -> float64 is exact, and lists pickle faster than tensors
         return [row.tolist() for row in rows], stats
+
+
+def _arrived_state(message: dict[str, Any], sigma: Any, device: Any) -> dict[str, Any]:
+    """The distribution's state of a population message, on the worker's device (PGPE's / SNES's
+    is the σ that came beside it)."""
+    distribution = message["distribution"]
+    if distribution is not None and distribution.adapts_sigma:
+        return {"sigma": sigma}
+    return {
+        key: value.to(device) if isinstance(value, torch.Tensor) and device is not None else value
+        for key, value in message["state"].items()
+    }
 
 
 def run_task(

@@ -1,6 +1,10 @@
-"""The per-parameter σ of an :class:`~es_opt.ESOptimizer` run: one flat vector over all trainable
-parameters (in the model's order), of which each generation perturbs, and updates, the slices of
-the selected parameters."""
+"""The search distribution's state over an :class:`~es_opt.ESOptimizer` run.
+
+Two kinds: PGPE's / SNES's per-parameter σ is one flat vector over all trainable parameters (in
+the model's order, ``ESState.sigma_vector``), of which each generation perturbs, and updates, the
+slices of the selected parameters (layer sampling works); any other distribution's state
+(CMA-ES: σ, paths, covariance factors) is ``ESState.distribution_state`` over the whole model,
+which such a distribution (``full_model``) needs selected every generation."""
 
 from __future__ import annotations
 
@@ -13,7 +17,17 @@ from ..perturbations import Dense
 from . import distribution_from_config
 from .base import SearchDistribution, check_sigma_vector
 
-__all__ = ["initial_sigma_vector", "gather", "scatter", "check_family", "checked_sigma_vector"]
+__all__ = [
+    "check_family",
+    "check_model",
+    "checked_sigma_vector",
+    "gather",
+    "generation_state",
+    "initial_sigma_vector",
+    "initial_state",
+    "next_state",
+    "scatter",
+]
 
 
 def _slices(params: Mapping[str, torch.Tensor]) -> dict[str, slice]:
@@ -88,32 +102,75 @@ def checked_sigma_vector(
     return check_sigma_vector("sigma_vector", vector.to(dtype=first.dtype, device=first.device))
 
 
-def generation_sigma(
+def check_model(distribution: SearchDistribution, model: Any, n_samples: int) -> None:
+    """The distribution's own checks of the population size and dimension, and, for a
+    distribution of the whole model (CMA-ES), that every generation selects every parameter."""
+    params = model.named_trainable_parameters()
+    distribution.check(n_samples, sum(p.numel() for p in params.values()))
+    if distribution.full_model and model.strategy.value != "all":
+        raise ValueError(
+            f"distribution={distribution.name!r} adapts a covariance over all trainable "
+            f"parameters, so it needs SamplingStrategy.ALL, got strategy={model.strategy.value!r}"
+        )
+
+
+def initial_state(
+    distribution: SearchDistribution, sigma: float, params: Mapping[str, torch.Tensor]
+) -> dict[str, Any]:
+    """The distribution's state at generation 0 over all trainable parameters (empty for
+    OpenAI-ES, and for PGPE / SNES, whose σ is the separate vector)."""
+    if distribution.adapts_sigma:
+        return {}
+    first = next(iter(params.values()))
+    total = sum(p.numel() for p in params.values())
+    return distribution.init_state(sigma, total, dtype=first.dtype, device=first.device)
+
+
+def generation_state(
     distribution: SearchDistribution,
-    sigma: float,
-    vector: torch.Tensor | None,
+    state: Any,
     generation: int,
     params: Mapping[str, torch.Tensor],
     names: Sequence[str],
-) -> float | torch.Tensor:
-    """The σ a generation perturbs ``names`` with: the selected slices of the σ vector (PGPE,
-    SNES), or the scalar σ after the distribution's schedule (OpenAI-ES)."""
+) -> dict[str, Any]:
+    """The state a generation is drawn from: ``{"sigma": selected slices of the σ vector}`` for
+    PGPE / SNES, the run's distribution state otherwise."""
     if distribution.adapts_sigma:
-        return gather(vector, params, names)
-    return distribution.sigma_at(generation, sigma)
+        return {"sigma": gather(state.sigma_vector, params, names)}
+    return state.distribution_state
+
+
+def next_state(
+    distribution: SearchDistribution,
+    state: Any,
+    params: Mapping[str, torch.Tensor],
+    names: Sequence[str],
+    step_state: Mapping[str, Any],
+) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    """``(sigma_vector, distribution_state)`` after a step whose distribution returned
+    ``step_state``."""
+    if distribution.adapts_sigma:
+        return scatter(state.sigma_vector, params, names, step_state["sigma"]), {}
+    return state.sigma_vector, dict(step_state)
 
 
 def restore(
     config: dict[str, Any],
     vector: torch.Tensor | None,
+    saved_state: Mapping[str, Any],
     current: SearchDistribution,
     family: Any,
     params: Mapping[str, torch.Tensor],
-) -> tuple[SearchDistribution, torch.Tensor | None]:
-    """The distribution and σ vector of a loaded state, checked against the model and the
-    perturbation family (``current`` resolves a schedule function saved by its name)."""
+) -> tuple[SearchDistribution, torch.Tensor | None, dict[str, Any]]:
+    """The distribution, σ vector and distribution state of a loaded state, checked against
+    the model and the perturbation family (``current`` resolves a schedule function saved by its
+    name)."""
     distribution = (
         current if config == current.config() else distribution_from_config(config, current)
     )
     check_family(distribution, family)
-    return distribution, checked_sigma_vector(vector, params)
+    state: dict[str, Any] = {}
+    if not distribution.adapts_sigma:
+        total = sum(p.numel() for p in params.values())
+        state = distribution.check_state(saved_state, total)
+    return distribution, checked_sigma_vector(vector, params), state
