@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -31,6 +31,11 @@ def perturb(center: torch.Tensor, eps: torch.Tensor, scale: float | torch.Tensor
     shape ``[B, d]`` gives each row bit-identical to the single call.
     """
     return center + eps * scale
+
+
+def _on(value: Any, device: torch.device | str) -> Any:
+    """``value`` on ``device`` if it is a tensor (the same object when it is already there)."""
+    return value.detach().to(device) if isinstance(value, torch.Tensor) else value
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Population:
 
     def __post_init__(self) -> None:
         if isinstance(self.sigma, torch.Tensor):
-            if self.sigma.shape != self.center.shape:
+            if self.center.numel() and self.sigma.shape != self.center.shape:
                 raise ValueError(
                     f"a per-parameter sigma must have the center's shape {tuple(self.center.shape)}"
                     f", got {tuple(self.sigma.shape)}"
@@ -79,6 +84,23 @@ class Population:
                 raise ValueError(
                     f"a per-parameter sigma needs dense perturbations, got {self.family!r}"
                 )
+
+    def without_center(self) -> Population:
+        """This population with an empty centre and σ and the distribution's state on the CPU:
+        what a step message carries (the centre travels on its own, or not at all when a worker
+        replays the update)."""
+        moved = {id(self.sigma): _on(self.sigma, "cpu")}
+        state = {key: moved.get(id(value), _on(value, "cpu")) for key, value in self.state.items()}
+        return replace(
+            self, center=self.center.new_empty(0).cpu(), sigma=moved[id(self.sigma)], state=state
+        )
+
+    def with_center(self, center: torch.Tensor) -> Population:
+        """This population around ``center``, with σ and the state on ``center``'s device."""
+        device = center.device
+        moved = {id(self.sigma): _on(self.sigma, device)}
+        state = {key: moved.get(id(value), _on(value, device)) for key, value in self.state.items()}
+        return replace(self, center=center, sigma=moved[id(self.sigma)], state=state)
 
     @property
     def antithetic(self) -> bool:

@@ -122,3 +122,18 @@ def test_replayed_updates_on_the_cluster_equal_serial(cluster, serial_run):
         assert_same(run(es, 3), serial_run[0])
         assert es.objective_fn.merged == serial_run[1]
         assert es.evaluator.sync_stats == {"sent": 2, "replayed": 4, "resynced": 0}
+
+
+def test_a_private_ray_is_started_even_beside_a_running_cluster(cluster, serial_run):
+    """Without ``ray_address`` es_opt starts its own Ray instance: ``ray.init`` alone would join
+    the cluster it finds on this machine (and refuse ``num_cpus`` for it)."""
+    from es_opt.evaluators.ray_backend import _loopback_only
+
+    ray.shutdown()  # the module's driver leaves; the cluster keeps running
+    try:
+        with make_es("ray", n_workers=1) as es:
+            assert_same(run(es, 3), serial_run[0])
+    finally:
+        ray.shutdown()
+        with _loopback_only(ray):  # back on the module's cluster for any later test
+            ray.init(address=cluster.address, logging_level="WARNING")

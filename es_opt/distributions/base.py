@@ -98,6 +98,7 @@ class SearchDistribution(ABC):
     def check(self, n_samples: int, dim: int) -> None:
         """Raises ``ValueError`` if the distribution cannot run ``n_samples`` members over
         ``dim`` parameters (called at construction, before anything changes)."""
+        return None
 
     def init_state(
         self,
@@ -170,6 +171,7 @@ class SearchDistribution(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
 
 def check_sigma_vector(name: str, sigma: Any) -> torch.Tensor:
     """``sigma`` as a 1-D floating tensor of finite values > 0; the error names the argument and
@@ -298,8 +300,9 @@ class AdaptiveDistribution(SearchDistribution):
         sigma = state["sigma"]
         if not isinstance(sigma, torch.Tensor):  # a population built by hand with a scalar σ
             center = population.center
-            sigma = torch.full((population.dim,), float(sigma), dtype=center.dtype,
-                               device=center.device)
+            sigma = torch.full(
+                (population.dim,), float(sigma), dtype=center.dtype, device=center.device
+            )
         gradient, new_sigma = self.update(scores, population.perturbations, sigma)
         return DistributionStep(gradient=gradient, state={"sigma": new_sigma})
 

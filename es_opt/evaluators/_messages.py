@@ -32,7 +32,7 @@ import torch
 
 from ..errors import EvaluationError
 from ..population import Population
-from ._replay import digest, group_hyperparameters
+from ._replay import replay_message, replayable, update_record
 
 __all__ = [
     "StepMessages",
@@ -123,18 +123,10 @@ class StepMessages:
         if (
             self.optimizer is None
             or self._updates_since_begin != 1
-            or population.generation != self._head.get("generation")
-            or population.seed != self._head.get("seed")
-            or population.n_evals != self._head.get("n_evals")
+            or not replayable(population, self._head.get("population"))
         ):
             return  # not the population the workers hold: the next step sends the center
-        self._record = {
-            "step": self.step_id,
-            "generation": population.generation,
-            "fitness": fitness.detach().cpu().clone(),
-            "rule": rule,
-            "groups": group_hyperparameters(self.optimizer),
-        }
+        self._record = update_record(self.step_id, population, fitness, rule, self.optimizer)
 
     def begin(self, model: Any, objective: Any, population: Population, samples: Any) -> int:
         self.step_id += 1
@@ -154,21 +146,8 @@ class StepMessages:
             objective.generation_state() if hasattr(objective, "generation_state") else None
         )
         self._head = {
-            "generation": population.generation,
-            "seed": population.seed,
-            # PGPE's / SNES's per-parameter σ: one [dim] tensor beside the center, never noise
-            "sigma": (
-                population.sigma.detach().cpu()
-                if isinstance(population.sigma, torch.Tensor)
-                else population.sigma
-            ),
-            "n_evals": population.n_evals,
-            "names": population.names,
-            "shapes": population.shapes,
-            "family": population.family,
-            "tensor_ids": population.tensor_ids,
-            "distribution": population.distribution,
-            "state": _travelling_state(population),
+            # seeds, σ and the distribution's state (PGPE's σ, CMA's factors), never noise
+            "population": population.without_center(),
             "generation_state": generation_state,
             "samples": samples,
         }
@@ -176,7 +155,7 @@ class StepMessages:
         replay = None
         record, self._record, self._updates_since_begin = self._record, None, 0
         if record is not None and not first and record["step"] == self.step_id - 1:
-            replay = {**record, "digest": digest(self._center)}
+            replay = replay_message(record, self._center)
         self._replays = replay is not None
         if first:  # every worker gets the full state
             self._delta = self._full = self._full_message(changed)
@@ -212,7 +191,7 @@ class StepMessages:
             return self._delta
         if self._full is None:
             assert self._net is not None
-            selected = set(self._head["names"])
+            selected = set(self._head["population"].names)
             tensors = {
                 name: value.cpu()
                 for name, value in _state_tensors(self._net).items()
@@ -303,15 +282,3 @@ def rebuild_error(reply: tuple) -> BaseException:
         index=indices[0] if index is None else index,
         worker_traceback=text,
     )
-
-
-def _travelling_state(population: Population) -> dict[str, Any]:
-    """The distribution's state as it travels with the population, on the CPU: empty for PGPE /
-    SNES, whose state is the σ that travels anyway (the worker puts it back)."""
-    distribution = population.distribution
-    if distribution is not None and distribution.adapts_sigma:
-        return {}
-    return {
-        key: value.detach().cpu() if isinstance(value, torch.Tensor) else value
-        for key, value in population.state.items()
-    }

@@ -21,7 +21,12 @@ worker answers ``("resync", indices)`` and the scheduler sends it the full state
 optimizer state included, then runs the chunk again. Replay therefore never changes a result,
 only what travels; ``ParallelEvaluator.sync_stats`` counts replays and resyncs.
 
-A search distribution that adapts σ per parameter (PGPE, SNES) still sends its ``[d]`` σ.
+The population still travels with its σ and its distribution's state (PGPE's and SNES's ``[d]``
+σ; CMA-ES's σ, paths and covariance factors), since a worker draws the members from them.
+
+This module holds the whole protocol: what the main process records after an update
+(:func:`update_record`), what it sends (:func:`replay_message`), what a worker runs
+(:func:`replay_update`) and checks (:func:`replayed_center`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["ReplayMismatch", "digest", "group_hyperparameters"]
+from ..population import Population
+from ..update import apply_update, selected_center
+
+__all__ = [
+    "ReplayMismatch",
+    "digest",
+    "group_hyperparameters",
+    "replay_message",
+    "replay_update",
+    "replayable",
+    "replayed_center",
+    "update_record",
+]
 
 
 class ReplayMismatch(RuntimeError):
@@ -53,3 +70,70 @@ def digest(center: torch.Tensor) -> str:
 def group_hyperparameters(optimizer: Any) -> list[dict[str, Any]]:
     """Every parameter group's settings but its parameters (the learning rate a scheduler sets)."""
     return [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+
+
+def replayable(population: Population, held: Population | None) -> bool:
+    """Whether the workers hold ``population`` (the last one sent): only then can they replay
+    the update of its fitness."""
+    return (
+        held is not None
+        and population.generation == held.generation
+        and population.seed == held.seed
+        and population.n_evals == held.n_evals
+    )
+
+
+def update_record(
+    step_id: int, population: Population, fitness: torch.Tensor, rule: Any, optimizer: Any
+) -> dict[str, Any]:
+    """What the main process notes after an update: all a worker needs to repeat it."""
+    return {
+        "step": step_id,
+        "generation": population.generation,
+        "fitness": fitness.detach().cpu().clone(),
+        "rule": rule,
+        "groups": group_hyperparameters(optimizer),
+    }
+
+
+def replay_message(record: dict[str, Any], center: torch.Tensor) -> dict[str, Any]:
+    """The replay a step message carries in place of the centre: the record and the digest of
+    the centre the update must produce."""
+    return {**record, "digest": digest(center)}
+
+
+def replay_update(
+    model: Any, optimizer: Any, previous: Population | None, replay: dict[str, Any]
+) -> None:
+    """The main process's last update, on a worker's replica ``optimizer`` of the inner
+    optimizer (the very :func:`~es_opt.update.apply_update`).
+
+    Raises:
+        ReplayMismatch: the worker has no replica or does not hold the population the update is
+            for.
+    """
+    if (
+        optimizer is None
+        or previous is None
+        or previous.generation != replay["generation"]
+        or previous.n_evals != replay["fitness"].shape[0]
+    ):
+        raise ReplayMismatch("this worker does not hold the population the update is for")
+    for group, values in zip(optimizer.param_groups, replay["groups"], strict=True):
+        group.update(values)
+    params = model.named_trainable_parameters()
+    apply_update(params, optimizer, replay["rule"], previous, replay["fitness"])
+
+
+def replayed_center(
+    model: Any, names: tuple[str, ...], replay: dict[str, Any], step_id: int
+) -> torch.Tensor:
+    """The worker's centre after a replay, checked against the main process's digest.
+
+    Raises:
+        ReplayMismatch: the digests differ.
+    """
+    center = selected_center(model.named_trainable_parameters(), names)
+    if digest(center) != replay["digest"]:
+        raise ReplayMismatch(f"the replayed centre of step {step_id} differs")
+    return center

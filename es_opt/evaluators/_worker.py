@@ -24,9 +24,8 @@ import dill
 import torch
 
 from ..population import Population
-from ..update import apply_update, selected_center
 from ._messages import error_reply, loads_step
-from ._replay import ReplayMismatch, digest
+from ._replay import ReplayMismatch, replay_update, replayed_center
 from .base import evaluate_indices
 from .batched import is_vectorized
 
@@ -98,32 +97,17 @@ class WorkerState:
         tensors.update(net.named_buffers())
         replay = message.get("replay")
         if replay is not None:
-            self._replay(replay)
-        center, sigma = message["center"], message["sigma"]
+            replay_update(self.model, self.optimizer, self.population, replay)
+        center = message["center"]
         if center is not None and self.device is not None:
             center = center.to(self.device)
-        if isinstance(sigma, torch.Tensor) and self.device is not None:
-            sigma = sigma.to(self.device)  # PGPE's / SNES's per-parameter σ
         with torch.no_grad():
             for name, value in message["tensors"].items():
                 tensors[name].copy_(value)
+        head = message["population"]
         if center is None:  # replayed: the worker's own parameters are the centre
-            center = selected_center(self.model.named_trainable_parameters(), message["names"])
-            if digest(center) != replay["digest"]:
-                raise ReplayMismatch(f"the replayed centre of step {step_id} differs")
-        population = Population(
-            generation=message["generation"],
-            seed=message["seed"],
-            sigma=sigma,
-            n_evals=message["n_evals"],
-            names=message["names"],
-            shapes=message["shapes"],
-            center=center,
-            family=message["family"],
-            tensor_ids=message["tensor_ids"],
-            distribution=message["distribution"],
-            state=_arrived_state(message, sigma, self.device),
-        )
+            center = replayed_center(self.model, head.names, replay, step_id)
+        population = head.with_center(center)
         with torch.no_grad():
             population.load_center(net)
         if message.get("optimizer_state") is not None and self.optimizer is not None:
@@ -135,22 +119,6 @@ class WorkerState:
         self.step_id = self._last_applied = step_id
         self.awaiting_full = False
 
-    def _replay(self, replay: dict[str, Any]) -> None:
-        """The main process's last update, on this worker's replica of the inner optimizer."""
-        previous = self.population
-        if (
-            self.optimizer is None
-            or previous is None
-            or previous.generation != replay["generation"]
-            or previous.n_evals != replay["fitness"].shape[0]
-        ):
-            raise ReplayMismatch("this worker does not hold the population the update is for")
-        for group, values in zip(self.optimizer.param_groups, replay["groups"], strict=True):
-            group.update(values)
-        fitness = replay["fitness"]
-        params = self.model.named_trainable_parameters()
-        apply_update(params, self.optimizer, replay["rule"], previous, fitness)
-
     def evaluate(self, indices: list[int], progress: Any) -> tuple[list[list[float]], list[Any]]:
         assert self.population is not None
         objective = self.objective
@@ -160,18 +128,6 @@ class WorkerState:
         rows, stats = evaluate_indices(self.model, objective, population, samples, indices)
         # float64 -> Python float -> float64 is exact, and lists pickle faster than tensors
         return [row.tolist() for row in rows], stats
-
-
-def _arrived_state(message: dict[str, Any], sigma: Any, device: Any) -> dict[str, Any]:
-    """The distribution's state of a population message, on the worker's device (PGPE's / SNES's
-    is the σ that came beside it)."""
-    distribution = message["distribution"]
-    if distribution is not None and distribution.adapts_sigma:
-        return {"sigma": sigma}
-    return {
-        key: value.to(device) if isinstance(value, torch.Tensor) and device is not None else value
-        for key, value in message["state"].items()
-    }
 
 
 def run_task(

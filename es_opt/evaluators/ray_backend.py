@@ -149,7 +149,11 @@ class RayEvaluator(ParallelEvaluator):
                     len(self.options.devices) if self.options.devices else default_n_workers()
                 )
                 with _loopback_only(ray), _quiet_token_notice():
+                    # "local": a private instance even when another cluster runs on this machine
+                    # (without it, ray.init joins a `ray start` cluster it finds, and refuses
+                    # num_cpus for it)
                     ray.init(
+                        address="local",
                         num_cpus=n_local,
                         include_dashboard=False,
                         logging_level=logging.WARNING,
