@@ -81,7 +81,7 @@ def emit(result: dict, out: str | None) -> None:
 
 def statuses(history: list[dict]) -> dict[str, int]:
     """How many evaluations ended with each status (ok, funnel, hopeless, trivial, diverged)."""
-    return dict(Counter(record["status"] for record in history))
+    return dict(Counter(status for record in history for status in record["statuses"]))
 
 
 def cmd_evolution(args: argparse.Namespace) -> None:
@@ -107,7 +107,7 @@ def cmd_evolution(args: argparse.Namespace) -> None:
             rewire=args.rewire,
             state_recurrence=args.state_recurrence,
         )
-        evolution.run(budget_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
+        evolution.run(max_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
         elapsed = time.monotonic() - t0
         program, reward = evolution.best()
         emit(
@@ -127,13 +127,13 @@ def cmd_evolution(args: argparse.Namespace) -> None:
                 "batch_size": args.batch_size,
                 "statuses": statuses(evolution.history),
                 "distinct_rules": len(evolution.seen),
-                "evaluations": len(evolution.history),
+                "evaluations": evolution.evaluations,
                 "trained": evaluations.evaluated,
                 "cache_hit_rate": evaluations.hit_rate,
-                "evaluations_per_hour": len(evolution.history) / elapsed * 3600,
+                "evaluations_per_hour": evolution.evaluations / elapsed * 3600,
                 "best_reward": reward,
                 "best_rule": str(program),
-                "curve": [[h["evaluation"], h["best"]] for h in evolution.history],
+                "curve": [[h["evaluations"], h["best_reward"]] for h in evolution.history],
             },
             args.out,
         )
@@ -154,16 +154,20 @@ def cmd_family(args: argparse.Namespace) -> None:
             curve.append([record["generation"], time.monotonic() - t0, s.center_reward()])
             print(json.dumps({"progress": curve[-1], **record}), flush=True)
 
-    search.run(budget_seconds=args.minutes * 60, callback=report, checkpoint_path=args.checkpoint)
-    search.close()
+    with search:
+        search.run(max_seconds=args.minutes * 60, on_step=report, checkpoint_path=args.checkpoint)
     final = search.center_reward()
+    best_program, best_reward = search.best()
     emit(
         {
             "search": "family",
             "seed": args.seed,
             "minutes": (time.monotonic() - t0) / 60,
-            "generations": len(search.history),
+            "generations": search.generation,
             "center_reward": final,
+            "best_member_reward": best_reward,
+            "best_member_lr": 10 ** float(search.best_phi[5]),
+            "best_member_rule": str(best_program),
             "values": family_values(search.phi),
             "curve": curve,
             "best_rule": str(family_program(search.phi)),
@@ -185,9 +189,9 @@ def cmd_agent(args: argparse.Namespace) -> None:
     )
     search = ESAgentSearch(evaluator, start, cache, seed=args.seed, n_workers=args.workers)
     t0 = time.monotonic()
-    search.run(budget_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
-    search.close()
-    reward, text = search.best
+    with search:
+        search.run(max_seconds=args.minutes * 60, checkpoint_path=args.checkpoint)
+    program, reward = search.best()
     emit(
         {
             "search": "agent",
@@ -195,9 +199,9 @@ def cmd_agent(args: argparse.Namespace) -> None:
             "seed": args.seed,
             "minutes": (time.monotonic() - t0) / 60,
             "workers": args.workers,
-            "generations": len(search.history),
+            "generations": search.generation,
             "best_reward": reward,
-            "best_rule": text,
+            "best_rule": str(program),
             "history": search.history,
         },
         args.out,

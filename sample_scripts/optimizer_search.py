@@ -4,75 +4,145 @@
     python sample_scripts/optimizer_search.py --start lion          # evolution from Lion
     python sample_scripts/optimizer_search.py --method agent        # ES-trained editing policy
     python sample_scripts/optimizer_search.py --method family       # ES over a rule family
-    python sample_scripts/optimizer_search.py --tiny --budget-seconds 5   # smoke test
+    python sample_scripts/optimizer_search.py --tiny --max-generations 3   # smoke test
 
 Prints the best rule as text and as an importable optimizer (also written to
-``OUT_DIR/found_rule.py``), plots the best reward against evaluations (``OUT_DIR/reward.png``),
-and compares the rule with AdamW and Lion on the held-out task. Resume an interrupted run with
-the same arguments plus ``--resume``.
+``OUT_DIR/found_rule.py``), plots the best reward against the number of candidates scored
+(``OUT_DIR/reward.png``), and compares the rule with AdamW and Lion on the held-out task.
+
+The limits (``--max-seconds``, ``--max-generations``, ``--max-evaluations``) are totals over the
+whole search, resumed parts included: an interrupted run resumed with the same flags plus
+``--resume`` stops where the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from es_opt.search import ProgramOptimizer, load_rule, optimizer_source, prune
+from es_opt.cli import arg, parse_config, run_main
+from es_opt.search import RULES, ProgramOptimizer, load_rule, optimizer_source, prune
 from es_opt.search.evaluate import LRS, SuiteEvaluator, run_grid, tune
 from es_opt.search.parallel import Evaluations
 from es_opt.search.tasks import HELD_OUT, SUITE, make_task
 
+METHODS = ("evolution", "agent", "family")
+
 
 @dataclass
 class Args:
-    method: str = "evolution"
-    """evolution (regularised evolution), agent (ES-trained editing policy) or family (ES)"""
-    start: str = "random"
-    """random, or a shipped rule to start from: lion, adamw, ligi, sgd_momentum, radam_like"""
-    budget_seconds: float = 600.0
-    """wall-clock budget of the search itself"""
-    workers: int = 2
-    """evaluation processes"""
-    seed: int = 0
-    """seed of the search"""
-    early_stopping: str = "halving"
-    """halving, curve or none"""
-    aggregate: str = "mean"
-    """reward from the task scores: mean, or min (the worst task: better everywhere)"""
-    novelty_tries: int = 20
-    """evolution: redraws of a child whose rule was already drawn (0: keep duplicates)"""
-    rewire: bool = False
-    """evolution: also mutate by redrawing one argument of a statement"""
-    state_recurrence: float = 0.0
-    """evolution: chance that a drawn statement writing a state reads it first"""
-    held_out_seeds: int = 3
-    """seeds of the held-out comparison"""
-    out_dir: str = "runs/optimizer_search"
-    """where the cache, checkpoint, plot and found rule go"""
-    tiny: bool = False
-    """two short tasks (no data set to load) and three learning rates, for a smoke test"""
-    resume: bool = False
-    """continue from OUT_DIR's checkpoint"""
+    method: str = arg(
+        "evolution",
+        "evolution (regularised evolution), agent (an editing policy trained by ES) or family "
+        "(ES over a continuous family of rules)",
+        choices=METHODS,
+    )
+    start: str = arg(
+        "random", "the rule to start from: random programs, or a shipped rule",
+        choices=("random", *RULES),
+    )  # fmt: skip
+    max_seconds: float = arg(600.0, "seconds of search in all, resumed parts included")
+    max_generations: int | None = arg(None, "generations in all (default: no limit)")
+    max_evaluations: int | None = arg(
+        None, "rules (evolution) or ES members (agent, family) scored in all (default: no limit)"
+    )
+    budget_seconds: float | None = arg(
+        None, "deprecated: seconds for this invocation only; use --max-seconds"
+    )
+    workers: int = arg(2, "evaluation processes")
+    seed: int = arg(0, "seed of the search")
+    early_stopping: str = arg(
+        "halving", "learning-rate runs stopped early: successive halving, a learning-curve "
+        "predictor, or none", choices=("halving", "curve", "none"),
+    )  # fmt: skip
+    aggregate: str = arg(
+        "mean", "reward from the task scores: their mean, or the worst task (better everywhere)",
+        choices=("mean", "min"),
+    )  # fmt: skip
+    novelty_tries: int = arg(
+        20, "evolution: redraws of a child whose rule was already drawn (0: keep duplicates)"
+    )
+    rewire: bool = arg(False, "evolution: also mutate by redrawing one argument of a statement")
+    state_recurrence: float = arg(
+        0.0, "evolution: chance that a drawn statement writing a state reads it first"
+    )
+    held_out_seeds: int = arg(3, "seeds of the held-out comparison")
+    out_dir: str = arg("runs/optimizer_search", "where the cache, checkpoint, plot and rule go")
+    tiny: bool = arg(
+        False, "two short tasks (no data set to load) and three learning rates: a smoke test"
+    )
+    resume: bool = arg(False, "continue the search from OUT_DIR's checkpoint")
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "held_out_seeds"):
+            if getattr(self, name) < 1:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_seconds", "max_generations", "max_evaluations", "budget_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if self.novelty_tries < 0:
+            raise ValueError(f"--novelty-tries must be >= 0, got {self.novelty_tries}")
+        if not 0.0 <= self.state_recurrence <= 1.0:
+            raise ValueError(f"--state-recurrence must be in [0, 1], got {self.state_recurrence}")
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type == "bool":
-            parser.add_argument(flag, action="store_true", help=f.metadata.get("help"))
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
-    return Args(**vars(parser.parse_args()))
+def parse_args(argv: list[str] | None = None) -> Args:
+    return parse_config(Args, argv, description=__doc__)
 
 
-def main() -> None:
-    args = parse_args()
+def build_search(args: Args, evaluator: SuiteEvaluator, evaluations: Evaluations | None, out: Path):
+    """The searcher ``--method`` names (evolution scores its rules through ``evaluations``)."""
+    start = None if args.start == "random" else load_rule(args.start)
+    if args.method == "evolution":
+        from es_opt.search.evolution import RegularizedEvolution
+
+        return RegularizedEvolution(
+            evaluations,
+            population_size=20,
+            seed=args.seed,
+            start=None if start is None else [start],
+            novelty_tries=args.novelty_tries,
+            rewire=args.rewire,
+            state_recurrence=args.state_recurrence,
+        )
+    if args.method == "agent":
+        from es_opt.search.agent import ESAgentSearch
+
+        return ESAgentSearch(
+            evaluator,
+            start or load_rule("sgd_momentum"),
+            out / "cache",
+            seed=args.seed,
+            n_workers=args.workers,
+        )
+    from es_opt.search.family import FamilySearch
+
+    return FamilySearch(evaluator, seed=args.seed, n_workers=args.workers)
+
+
+def report(search, record: dict) -> None:
+    """A line for the first two generations, then each time the number of candidates scored
+    passes a multiple of 50."""
+    if (
+        search.generation > 1
+        and record["evaluations"] // 50 == (record["evaluations"] - len(record["rewards"])) // 50
+    ):
+        return
+    print(
+        f"generation {record['generation']}, {record['evaluations']} scored: mean "
+        f"{record['mean_reward']:.3f}, best rule {record['best_reward']:.3f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(1)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,81 +161,32 @@ def main() -> None:
         baselines, tasks, lrs, early_stopping=early, aggregate=args.aggregate
     )
     checkpoint = out / f"{args.method}-checkpoint"
-    start = None if args.start == "random" else load_rule(args.start)
-    curve: list[tuple[int, float]] = []
+    limits = {
+        "max_seconds": args.max_seconds,
+        "max_generations": args.max_generations,
+        "max_evaluations": args.max_evaluations,
+    }
+    if args.budget_seconds is not None:
+        print("--budget-seconds is deprecated: use --max-seconds (a total, resumes included)")
+        limits = {**limits, "max_seconds": None, "budget_seconds": args.budget_seconds}
 
-    if args.method == "evolution":
-        from es_opt.search.evolution import RegularizedEvolution
-
-        with Evaluations(evaluator, out / "cache", n_workers=args.workers) as evaluations:
-            search = RegularizedEvolution(
-                evaluations,
-                population_size=20,
-                seed=args.seed,
-                start=None if start is None else [start],
-                novelty_tries=args.novelty_tries,
-                rewire=args.rewire,
-                state_recurrence=args.state_recurrence,
-            )
+    evaluations = None
+    if args.method == "evolution":  # the ES searchers score rules inside their own workers
+        evaluations = Evaluations(evaluator, out / "cache", n_workers=args.workers)
+    try:
+        with build_search(args, evaluator, evaluations, out) as search:
             if args.resume and checkpoint.exists():
                 search.load(checkpoint)
-
-            def report(s, records):
-                if len(s.history) % 50 < len(records):
-                    best_reward, rate = s.best()[1], evaluations.hit_rate
-                    print(f"evaluations {len(s.history)}: best {best_reward:.3f}, hits {rate:.2f}")
-
-            search.run(
-                budget_seconds=args.budget_seconds, callback=report, checkpoint_path=checkpoint
-            )
-            best, reward = search.best()
-            curve = [(h["evaluation"], h["best"]) for h in search.history]
-            n, trained, rate = len(search.history), evaluations.evaluated, evaluations.hit_rate
-            print(f"{n} evaluations, {trained} trained, cache hit rate {rate:.2f}")
-    elif args.method == "agent":
-        from es_opt.search.agent import ESAgentSearch
-
-        search = ESAgentSearch(
-            evaluator,
-            start or load_rule("sgd_momentum"),
-            out / "cache",
-            seed=args.seed,
-            n_workers=args.workers,
-        )
-        if args.resume and checkpoint.exists():
-            search.load(checkpoint)
-        search.run(
-            budget_seconds=args.budget_seconds,
-            checkpoint_path=checkpoint,
-            callback=lambda s, r: print(
-                f"generation {r['generation']}: mean return {r['mean_return']:.3f}, "
-                f"best rule {r['best_reward']:.3f}"
-            ),
-        )
-        search.close()
-        reward, text = search.best
-        from es_opt.search import parse_program
-
-        best = parse_program(text)
-        curve = [(r["generation"], r["best_reward"]) for r in search.history]
-    elif args.method == "family":
-        from es_opt.search.family import FamilySearch, family_program
-
-        search = FamilySearch(evaluator, seed=args.seed, n_workers=args.workers)
-        if args.resume and checkpoint.exists():
-            search.load(checkpoint)
-        search.run(
-            budget_seconds=args.budget_seconds,
-            checkpoint_path=checkpoint,
-            callback=lambda s, r: print(
-                f"generation {r['generation']}: mean member reward {r['mean_reward']:.3f}"
-            ),
-        )
-        search.close()
-        best, reward = family_program(search.phi), search.center_reward()
-        curve = [(r["generation"], r["max_reward"]) for r in search.history]
-    else:
-        raise SystemExit(f"--method must be evolution, agent or family, got {args.method!r}")
+                print(f"resumed at generation {search.generation} ({search.evaluations} scored)")
+            search.run(**limits, on_step=report, checkpoint_path=checkpoint)
+    finally:
+        if evaluations is not None:
+            evaluations.close()
+    best, reward = search.best()
+    curve = [(h["evaluations"], h["best_reward"]) for h in search.history]
+    if evaluations is not None:
+        n, trained, rate = search.evaluations, evaluations.evaluated, evaluations.hit_rate
+        print(f"{n} evaluations, {trained} trained, cache hit rate {rate:.2f}")
 
     best = prune(best)  # the same updates without dead statements
     print(f"\nbest reward {reward:.3f} (1.0 = tuned Adam); the rule:\n{best}\n")
@@ -198,13 +219,14 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([x for x, _ in curve], [y for _, y in curve])
     ax.axhline(1.0, color="gray", linestyle="--", label="tuned Adam")
-    ax.set_xlabel("evaluations" if args.method == "evolution" else "generations")
+    ax.set_xlabel("rules scored" if args.method == "evolution" else "ES members scored")
     ax.set_ylabel("best reward")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "reward.png")
     print(f"plot: {out / 'reward.png'}; total {time.monotonic() - t0:.0f}s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_main(main))

@@ -1,17 +1,16 @@
-"""Searchers are seeded and resume from a checkpoint exactly; the family contains Adam."""
+"""Searchers are seeded, evolution's novelty and mutations do what they say, the family contains
+Adam and Lion (the shared shell — budgets, checkpoints, resume — is in test_search_searcher.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 import torch
 
-from es_opt.search import ProgramOptimizer, canonical_hash, load_rule, parse_program
+from es_opt.search import ProgramOptimizer, canonical_hash, load_rule
 from es_opt.search.evaluate import RuleResult, SuiteEvaluator
 from es_opt.search.evolution import RegularizedEvolution
-from es_opt.search.family import FamilySearch, family_program, family_values, logits_for
+from es_opt.search.family import family_program, family_values, logits_for
 from es_opt.search.mutation import mutate, random_program
 from es_opt.search.tasks import make_task
 
@@ -36,54 +35,14 @@ def test_evolution_is_seeded_and_improves():
             hashed_reward, population_size=10, sample_size=3, seed=seed
         )
         evolution.run(max_evaluations=80)
-        runs.append([h["reward"] for h in evolution.history])
+        runs.append([r for h in evolution.history for r in h["rewards"]])
     assert runs[0] == runs[1] != runs[2]
     assert max(runs[0][10:]) > max(runs[0][:10])  # children beat the random population
-
-
-def test_evolution_resumes_from_a_checkpoint_exactly(tmp_path):
-    whole = RegularizedEvolution(
-        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
-    )
-    whole.run(max_evaluations=40)
-    first = RegularizedEvolution(
-        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
-    )
-    first.run(max_evaluations=20, checkpoint_path=tmp_path / "evo.json")
-    resumed = RegularizedEvolution(
-        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
-    )
-    resumed.load(tmp_path / "evo.json")
-    resumed.run(max_evaluations=40)
-    assert resumed.history == whole.history
-    assert str(resumed.best()[0]) == str(whole.best()[0])
-    other = RegularizedEvolution(hashed_reward, population_size=9, seed=5)
-    with pytest.raises(
-        ValueError, match=r"checkpoint was saved with config \[8, 5, 2, 5, 20, False, 0.0\]"
-    ):
-        other.load(tmp_path / "evo.json")
-    # a checkpoint written before rewire / state_recurrence existed (five entries) loads as both off
-    state = json.loads((tmp_path / "evo.json").read_text())
-    state["config"] = state["config"][:5]
-    older = RegularizedEvolution(
-        hashed_reward, population_size=8, seed=5, start=[load_rule("lion")]
-    )
-    older.load_state_dict(state)
-    older.run(max_evaluations=40)
-    assert older.history == whole.history
-    with pytest.raises(
-        ValueError, match=r"with config \[8, 5, 2, 5, 20\], this run has \[8, 5, 2, "
-    ):
-        RegularizedEvolution(hashed_reward, population_size=8, seed=5, rewire=True).load_state_dict(
-            state
-        )
 
 
 def test_evolution_arguments():
     with pytest.raises(ValueError, match="sample_size must be in \\[1, population_size\\], got 30"):
         RegularizedEvolution(hashed_reward, population_size=20, sample_size=30)
-    with pytest.raises(ValueError, match="give max_evaluations or budget_seconds"):
-        RegularizedEvolution(hashed_reward).run()
     with pytest.raises(ValueError, match="novelty_tries must be an int >= 0, got -1"):
         RegularizedEvolution(hashed_reward, novelty_tries=-1)
     with pytest.raises(ValueError, match=r"state_recurrence must be in \[0, 1\], got 1.5"):
@@ -200,44 +159,3 @@ def test_family_with_gamma_one_is_lion_up_to_eps():
         lion.step()
         rule.step()
     torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_family_search_resumes_exactly(tmp_path):
-    a = FamilySearch(tiny_evaluator(), n_samples=2, seed=0)
-    a.run(generations=1, checkpoint_path=tmp_path / "family.pt")
-    b = FamilySearch(tiny_evaluator(), n_samples=2, seed=0)
-    b.load(tmp_path / "family.pt")
-    a.run(generations=1)
-    b.run(generations=1)
-    assert torch.equal(a.phi, b.phi)
-    assert a.history == b.history and len(a.history) == 2
-    assert not torch.equal(a.phi, torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, -2.0]))
-
-
-@pytest.mark.slow
-def test_es_agent_resumes_exactly_and_keeps_the_best_rule(tmp_path):
-    from es_opt.search.agent import ESAgentSearch
-
-    def make():
-        return ESAgentSearch(
-            tiny_evaluator(),
-            load_rule("sgd_momentum"),
-            tmp_path / "cache",
-            max_edits=2,
-            n_samples=2,
-            seed=0,
-        )
-
-    a = make()
-    a.run(generations=1, checkpoint_path=tmp_path / "agent.pt")
-    b = make()
-    b.load(tmp_path / "agent.pt")
-    a.run(generations=1)
-    b.run(generations=1)
-    assert a.history == b.history
-    assert all(
-        torch.equal(x, y) for x, y in zip(a.policy.parameters(), b.policy.parameters(), strict=True)
-    )
-    reward, text = a.best
-    assert reward == tiny_evaluator()(parse_program(text)).reward

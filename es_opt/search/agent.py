@@ -15,8 +15,6 @@ generation share their random numbers (common random numbers reduce ES variance)
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +25,21 @@ from torch.nn.utils import skip_init
 
 from es_opt import ESOptimizer, Model, Objective, Samples
 
-from .cache import atomic_torch_save
 from .env import ARG_TOKENS, OptimizerSearchEnv
 from .evaluate import SuiteEvaluator
 from .mutation import EDITS
 from .parallel import Evaluations
-from .program import CONSTANTS, MAX_STATEMENTS, OPS, SLOTS, WRITABLE, Program, parse_program
+from .program import (
+    CONSTANTS,
+    MAX_STATEMENTS,
+    OPS,
+    SLOTS,
+    WRITABLE,
+    Program,
+    format_program,
+    parse_program,
+)
+from .searcher import Searcher, es_record
 
 __all__ = ["EditPolicy", "EditingObjective", "EpisodeSeed", "ESAgentSearch"]
 
@@ -133,8 +140,13 @@ class EditingObjective(Objective):
         self.episode_bests = [s for s in stats if s is not None]
 
 
-class ESAgentSearch:
+class ESAgentSearch(Searcher):
     """Train an :class:`EditPolicy` with :class:`~es_opt.ESOptimizer`; keep the best rule seen.
+
+    One generation is one ES step of ``n_samples`` episodes (the members; a member's reward in
+    the history is its episode's return); :meth:`~es_opt.search.searcher.Searcher.run` takes the
+    budget (totals over the whole search, resumed parts included). :meth:`best` is the best rule
+    any episode reached, with its reward.
 
     Args:
         evaluator: scores rules.
@@ -173,69 +185,61 @@ class ESAgentSearch:
             seed=seed,
             n_workers=n_workers if n_workers > 1 else None,
         )
+        self._settings = {
+            "start": format_program(start),
+            "max_edits": max_edits,
+            "n_samples": n_samples,
+            "sigma": sigma,
+            "lr": lr,
+            "seed": seed,
+        }
         self.history: list[dict[str, Any]] = []
-        self.best: tuple[float, str] = (-np.inf, str(start))
+        self.seconds = 0.0
+        self._best: tuple[float, str] | None = None
+
+    def best(self) -> tuple[Program, float]:
+        """The best rule an episode reached, and its reward."""
+        if self._best is None:
+            raise RuntimeError("nothing evaluated yet")
+        return parse_program(self._best[1]), self._best[0]
 
     def step(self) -> dict[str, Any]:
         """One generation; returns its record."""
-        generation = len(self.history)
-        seed = int(np.random.default_rng([self.seed, generation]).integers(2**31))
+        seed = int(np.random.default_rng([self.seed, self.generation]).integers(2**31))
         result = self.es.gradient_step(EpisodeSeed(seed))
         for reward, text in getattr(self.objective, "episode_bests", []):
-            if reward > self.best[0]:
-                self.best = (reward, text)
-        record = {
-            "generation": generation,
-            "mean_return": result.fitness_mean[0],
-            "max_return": result.fitness_max[0],
-            "best_reward": self.best[0],
-        }
+            if self._best is None or reward > self._best[0]:
+                self._best = (reward, text)
+        record = es_record(self, result, self._best[0] if self._best else -np.inf)
         self.history.append(record)
         return record
 
-    def run(
-        self,
-        *,
-        generations: int | None = None,
-        budget_seconds: float | None = None,
-        callback: Callable[[ESAgentSearch, dict[str, Any]], None] | None = None,
-        checkpoint_path: str | os.PathLike[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Generations until either limit; checkpoint after each if asked."""
-        if generations is None and budget_seconds is None:
-            raise ValueError("give generations or budget_seconds")
-        start, done = time.monotonic(), 0
-        while (generations is None or done < generations) and (
-            budget_seconds is None or time.monotonic() - start < budget_seconds
-        ):
-            record = self.step()
-            done += 1
-            if checkpoint_path is not None:
-                self.save(checkpoint_path)
-            if callback is not None:
-                callback(self, record)
-        return self.history
+    def _config(self) -> dict[str, Any]:
+        return dict(self._settings)
 
-    def state_dict(self) -> dict[str, Any]:
+    def _state(self) -> dict[str, Any]:
+        best = self._best
         return {
             "policy": self.policy.state_dict(),
             "es": self.es.state_dict(),
-            "history": self.history,
-            "best": [float(self.best[0]), self.best[1]],
+            "best": None if best is None else [best[1], float(best[0])],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.es.load_state_dict(state["es"])
-        self.history = list(state["history"])
-        self.best = (float(state["best"][0]), state["best"][1])
+        best = state["best"]
+        self._best = None if best is None else (float(best[1]), str(best[0]))
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Atomic ``torch.save`` of :meth:`state_dict` (policy weights included)."""
-        atomic_torch_save(path, self.state_dict())
-
-    def load(self, path: str | os.PathLike[str]) -> None:
-        self.load_state_dict(torch.load(path, weights_only=True))
+    def _legacy_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record the deprecated ``callback=`` received."""
+        return {
+            "generation": record["generation"],
+            "mean_return": record["mean_reward"],
+            "max_return": record["max_reward"],
+            "best_reward": record["best_reward"],
+        }
 
     def close(self) -> None:
+        """Closes the ES optimizer's worker processes."""
         self.es.close()

@@ -1,9 +1,10 @@
-"""A persistent evaluation cache shared by processes, and atomic file writes.
+"""A persistent evaluation cache shared by processes.
 
-One JSON file per entry, named by the md5 of (evaluator fingerprint, canonical hash of the rule):
-a writer writes a temporary file in the same directory and renames it over the entry
-(``os.replace`` is atomic on POSIX and Windows), so a reader sees a whole entry or none, and two
-processes evaluating the same rule at once write the same bytes. No lock is needed.
+One JSON file per entry, named by the md5 of (evaluator fingerprint, canonical hash of the rule),
+written by es_opt's one atomic writer (:func:`es_opt.training.checkpoint.atomic_write`: a
+temporary file in the same folder, renamed over the entry with ``os.replace``, atomic on POSIX and
+Windows), so a reader sees a whole entry or none, and two processes evaluating the same rule at
+once write the same bytes. No lock is needed.
 
 Example:
     >>> import tempfile
@@ -22,45 +23,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+from ..training.checkpoint import atomic_write
 
-__all__ = ["EvaluationCache", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save"]
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that no reader ever sees a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; entries are shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["EvaluationCache", "atomic_write_json"]
 
 
 def atomic_write_json(path: str | os.PathLike[str], value: Any) -> None:
-    """``json.dump`` written atomically."""
-    atomic_write_bytes(path, json.dumps(value, sort_keys=True).encode())
-
-
-def atomic_torch_save(path: str | os.PathLike[str], value: Any) -> None:
-    """``torch.save`` written atomically (loadable with ``weights_only=True`` for plain data)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    """``json.dump`` (keys sorted) written atomically."""
+    atomic_write(path, json.dumps(value, sort_keys=True).encode())
 
 
 class EvaluationCache:

@@ -18,26 +18,43 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import atomic_write_json
+from ..errors import CheckpointError
 from .canonical import canonical_hash
 from .evaluate import RuleResult
 from .mutation import check_state_recurrence, mutate, random_program
 from .program import Program, format_program, parse_program
+from .searcher import Searcher, summary
 
 __all__ = ["RegularizedEvolution"]
 
 EvaluateFn = Callable[[Sequence[Program]], list[RuleResult]]
 
+CONFIG_KEYS = (
+    "population_size",
+    "sample_size",
+    "batch_size",
+    "seed",
+    "novelty_tries",
+    "rewire",
+    "state_recurrence",
+)
+"""The settings a checkpoint records (a mapping; checkpoints written before it held them as a
+list in this order, of five entries before ``rewire`` and ``state_recurrence`` existed)."""
 
-class RegularizedEvolution:
+
+class RegularizedEvolution(Searcher):
     """Regularised evolution, seeded and resumable.
+
+    One generation is the starting population (the first), then each cycle of ``batch_size``
+    children; :meth:`~es_opt.search.searcher.Searcher.run` takes the budget (totals over the
+    whole search, resumed parts included), and each history record adds ``statuses`` (each
+    child's :class:`~es_opt.search.evaluate.RuleResult` status) to the shared keys.
 
     Args:
         evaluate: scores a batch of programs (e.g. :class:`~es_opt.search.parallel.Evaluations`).
@@ -61,8 +78,8 @@ class RegularizedEvolution:
         ...     return [RuleResult(-len(p.statements), "ok") for p in programs]
         >>> evolution = RegularizedEvolution(length_reward, population_size=8, seed=0)
         >>> history = evolution.run(max_evaluations=60)
-        >>> evolution.best()[1] >= -2
-        True
+        >>> evolution.evaluations, evolution.generation, evolution.best()[1] >= -2
+        (60, 27, True)
     """
 
     def __init__(
@@ -90,6 +107,9 @@ class RegularizedEvolution:
             raise ValueError(f"novelty_tries must be an int >= 0, got {novelty_tries!r}")
         if not isinstance(sample_size, int) or not 1 <= sample_size <= population_size:
             raise ValueError(f"sample_size must be in [1, population_size], got {sample_size!r}")
+        if not isinstance(rewire, bool):
+            raise TypeError(f"rewire must be a bool, got {rewire!r}")
+        check_state_recurrence(state_recurrence)
         self.evaluate = evaluate
         self.population_size = population_size
         self.sample_size = sample_size
@@ -98,34 +118,37 @@ class RegularizedEvolution:
         self.start = list(start) if start is not None else None
         self.n_statements = n_statements
         self.novelty_tries = novelty_tries
-        if not isinstance(rewire, bool):
-            raise TypeError(f"rewire must be a bool, got {rewire!r}")
-        check_state_recurrence(state_recurrence)
         self.rewire = rewire
         self.state_recurrence = state_recurrence
         self.seen: set[str] = set()  # canonical hashes of every program drawn
         self.rng = np.random.default_rng(seed)
         self.population: list[tuple[Program, float]] = []
         self.history: list[dict[str, Any]] = []
+        self.seconds = 0.0
         self._best: tuple[Program, float] | None = None
 
-    def _record(self, programs: Sequence[Program], results: list[RuleResult]) -> None:
+    def _record(self, programs: Sequence[Program], results: list[RuleResult]) -> dict[str, Any]:
+        rewards, statuses = [], []
         for program, result in zip(programs, results, strict=True):
             reward = result.reward if math.isfinite(result.reward) else -math.inf
             self.population.append((program, reward))
             if self._best is None or reward > self._best[1]:
                 self._best = (program, reward)
-            self.history.append(
-                {
-                    "evaluation": len(self.history),
-                    "reward": reward,
-                    "status": result.status,
-                    "best": self._best[1],
-                }
-            )
+            rewards.append(reward)
+            statuses.append(result.status)
+        record = {
+            "generation": self.generation,
+            "evaluations": self.evaluations + len(rewards),
+            **summary(rewards),
+            "best_reward": self._best[1],
+            "statuses": statuses,
+        }
+        self.history.append(record)
+        return record
 
-    def initialize(self) -> None:
-        """Draw and evaluate the first population (done by :meth:`step` if not called)."""
+    def initialize(self) -> dict[str, Any]:
+        """Draw and evaluate the first population (done by :meth:`step` if not called); returns
+        its record (generation 0)."""
         if self.start is None:
             programs = [
                 random_program(self.rng, self.n_statements, state_recurrence=self.state_recurrence)
@@ -137,7 +160,7 @@ class RegularizedEvolution:
                 programs.append(self._mutate(self.start[len(programs) % len(self.start)]))
             programs = programs[: self.population_size]
         self.seen.update(canonical_hash(p) for p in programs)
-        self._record(programs, self.evaluate(programs))
+        return self._record(programs, self.evaluate(programs))
 
     def _mutate(self, parent: Program) -> Program:
         return mutate(parent, self.rng, rewire=self.rewire, state_recurrence=self.state_recurrence)
@@ -154,45 +177,20 @@ class RegularizedEvolution:
         self.seen.add(key)
         return child
 
-    def step(self) -> list[dict[str, Any]]:
-        """One cycle: ``batch_size`` children evaluated and added; returns their history records."""
+    def step(self) -> dict[str, Any]:
+        """One generation: the starting population if there is none yet, else a cycle of
+        ``batch_size`` children evaluated and added (the oldest members die); returns its
+        record."""
         if not self.population:
-            self.initialize()
-            return self.history[:]
+            return self.initialize()
         children = []
         for _ in range(self.batch_size):
             picks = self.rng.choice(len(self.population), size=self.sample_size, replace=False)
             parent = max((self.population[int(i)] for i in picks), key=lambda m: m[1])[0]
             children.append(self._child(parent))
-        before = len(self.history)
-        self._record(children, self.evaluate(children))
+        record = self._record(children, self.evaluate(children))
         del self.population[: len(self.population) - self.population_size]
-        return self.history[before:]
-
-    def run(
-        self,
-        *,
-        max_evaluations: int | None = None,
-        budget_seconds: float | None = None,
-        callback: Callable[[RegularizedEvolution, list[dict[str, Any]]], None] | None = None,
-        checkpoint_path: str | os.PathLike[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Cycle until ``max_evaluations`` rules or ``budget_seconds`` (whichever first); call
-        ``callback(self, new_records)`` after each cycle and save a checkpoint if asked."""
-        if max_evaluations is None and budget_seconds is None:
-            raise ValueError("give max_evaluations or budget_seconds")
-        start = time.monotonic()
-        while True:
-            if max_evaluations is not None and len(self.history) >= max_evaluations:
-                break
-            if budget_seconds is not None and time.monotonic() - start >= budget_seconds:
-                break
-            records = self.step()
-            if checkpoint_path is not None:
-                self.save(checkpoint_path)
-            if callback is not None:
-                callback(self, records)
-        return self.history
+        return record
 
     def best(self) -> tuple[Program, float]:
         """The best rule seen and its reward."""
@@ -200,49 +198,110 @@ class RegularizedEvolution:
             raise RuntimeError("nothing evaluated yet")
         return self._best
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything that shapes the rest of the run (JSON-serialisable)."""
+    # -- state ---------------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in CONFIG_KEYS}
+
+    def _state(self) -> dict[str, Any]:
+        best = self._best
         return {
             "population": [[format_program(p), r] for p, r in self.population],
-            "history": self.history,
             "rng": self.rng.bit_generator.state,
-            "best": None if self._best is None else [format_program(self._best[0]), self._best[1]],
-            "config": self._config(),
-            "seen": sorted(self.seen),
+            "best": None if best is None else [format_program(best[0]), best[1]],
+            "seen": "\n".join(sorted(self.seen)),  # one string: cheap to save at every step
         }
 
-    def _config(self) -> list[Any]:
-        return [
-            self.population_size,
-            self.sample_size,
-            self.batch_size,
-            self.seed,
-            self.novelty_tries,
-            self.rewire,
-            self.state_recurrence,
-        ]
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue a run saved by :meth:`state_dict` (same configuration required)."""
-        config = self._config()
-        saved = list(state["config"])
-        if len(saved) == 5:  # saved before rewire and state_recurrence existed: both off
-            saved += [False, 0.0]
-        if saved != config:
-            raise ValueError(
-                f"checkpoint was saved with config {state['config']}, this run has {config}"
-            )
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.population = [(parse_program(t), float(r)) for t, r in state["population"]]
-        self.history = list(state["history"])
         self.rng.bit_generator.state = state["rng"]
-        self.seen = set(state["seen"])
+        seen = state["seen"]  # a list in the JSON checkpoints of earlier versions
+        self.seen = set(seen.split("\n") if seen else ()) if isinstance(seen, str) else set(seen)
         best = state["best"]
         self._best = None if best is None else (parse_program(best[0]), float(best[1]))
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`state_dict` atomically as JSON."""
-        atomic_write_json(path, self.state_dict())
+    def _upgrade(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A state of the JSON checkpoints of earlier versions: the config as a list (five
+        entries before ``rewire`` and ``state_recurrence``: both off), one history record per
+        evaluation."""
+        config = state.get("config")
+        if not isinstance(config, list | tuple):
+            return state
+        if len(config) == 5:
+            config = [*config, False, 0.0]
+        if len(config) != len(CONFIG_KEYS):
+            raise ValueError(
+                f"the checkpoint's config {state['config']!r} has {len(state['config'])} entries; "
+                "this es_opt reads configs of 5 or 7 (checkpoints written before novelty_tries "
+                "existed cannot be resumed)"
+            )
+        config = dict(zip(CONFIG_KEYS, config, strict=True))
+        return {
+            **state,
+            "config": config,
+            "history": _generations(state["history"], config),
+            "seconds": 0.0,  # not recorded then
+        }
+
+    def _legacy_record(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The per-evaluation records the deprecated ``callback=`` received."""
+        g = record["generation"]
+        best = self.history[g - 1]["best_reward"] if g > 0 else None
+        first = record["evaluations"] - len(record["rewards"])
+        out = []
+        for i, (reward, status) in enumerate(
+            zip(record["rewards"], record["statuses"], strict=True)
+        ):
+            best = reward if best is None or reward > best else best
+            out.append({"evaluation": first + i, "reward": reward, "status": status, "best": best})
+        return out
 
     def load(self, path: str | os.PathLike[str]) -> None:
-        """Resume from a file written by :meth:`save`."""
-        self.load_state_dict(json.loads(Path(path).read_text()))
+        """Resumes from a checkpoint written by :meth:`save` (verified by its SHA-256 digest
+        before anything is read), or from the JSON checkpoint of an earlier es_opt.
+
+        Raises:
+            FileNotFoundError: there is no file at ``path``.
+            CheckpointError: the file is corrupted, not an evolution checkpoint, or written with
+                other settings (the message names the file); the search is then unchanged.
+        """
+        path = Path(path)
+        if path.is_file():
+            with open(path, "rb") as f:
+                legacy = f.read(1) == b"{"
+            if legacy:
+                try:
+                    state = json.loads(path.read_text(encoding="utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                    raise CheckpointError(
+                        path, f"corrupted: a JSON evolution checkpoint that does not parse ({exc})"
+                    ) from None
+                if not isinstance(state, dict):
+                    raise CheckpointError(path, "a JSON file that is not an evolution checkpoint")
+                self._load_checked(path, state)
+                return
+        super().load(path)
+
+
+def _generations(records: list[dict[str, Any]], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-evaluation records (``evaluation``, ``reward``, ``status``, ``best``) grouped into
+    generations: the starting population, then cycles of ``batch_size``."""
+    size, batch = config["population_size"], config["batch_size"]
+    if records and (len(records) < size or (len(records) - size) % batch):
+        raise ValueError(
+            f"its history of {len(records)} evaluations is not a population of {size} plus "
+            f"cycles of {batch}"
+        )
+    history, start = [], 0
+    while start < len(records):
+        part = records[start : start + (size if start == 0 else batch)]
+        start += len(part)
+        history.append(
+            {
+                "generation": len(history),
+                "evaluations": start,
+                **summary([r["reward"] for r in part]),
+                "best_reward": part[-1]["best"],
+                "statuses": [r["status"] for r in part],
+            }
+        )
+    return history

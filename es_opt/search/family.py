@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,9 +30,9 @@ from torch import nn
 
 from es_opt import ESOptimizer, Model, Objective
 
-from .cache import atomic_torch_save
 from .evaluate import SuiteEvaluator
-from .program import Program, parse_program
+from .program import Program, format_program, parse_program
+from .searcher import Searcher, es_record
 
 __all__ = ["FAMILY_NAMES", "FamilyObjective", "FamilySearch", "family_program", "family_values"]
 
@@ -104,20 +101,40 @@ class _Phi(nn.Module):
 
 
 class FamilyObjective(Objective):
-    """Suite reward of the family member in the model, at its own learning rate."""
+    """Suite reward of the family member in the model, at its own learning rate.
+
+    ``collect_stats`` reports each member's reward and parameters, so the search can keep the
+    best member it has scored.
+    """
 
     def __init__(self, evaluator: SuiteEvaluator) -> None:
         self.evaluator = evaluator
+        self._last: tuple[float, list[float]] | None = None
+        self.member_stats: list[tuple[float, list[float]]] = []
 
     def __call__(self, model: Model, samples: Any) -> float:
         phi = model.net.phi.detach()
         lr = 10 ** float(phi[5])
         evaluator = dataclasses.replace(self.evaluator, lrs=(lr,), early_stopping=None)
-        return float(evaluator(family_program(phi)).reward)
+        reward = float(evaluator(family_program(phi)).reward)
+        self._last = (reward, phi.tolist())
+        return reward
+
+    def collect_stats(self) -> Any:
+        return self._last
+
+    def merge_stats(self, stats: list[Any]) -> None:
+        self.member_stats = [s for s in stats if s is not None]
 
 
-class FamilySearch:
+class FamilySearch(Searcher):
     """ES over the family's six parameters, seeded and resumable.
+
+    One generation is one ES step of ``n_samples`` members, each scored at its own learning rate;
+    :meth:`~es_opt.search.searcher.Searcher.run` takes the budget (totals over the whole search,
+    resumed parts included). :meth:`best` is the best *member* scored (its parameters, learning
+    rate included, in :attr:`best_phi`); :meth:`center_reward` scores the current centre. Each
+    history record adds the centre's hyperparameters (:data:`FAMILY_NAMES`) to the shared keys.
 
     Args:
         evaluator: scores rules (its ``lrs`` and ``early_stopping`` are ignored).
@@ -152,67 +169,67 @@ class FamilySearch:
             seed=seed,
             n_workers=n_workers if n_workers > 1 else None,
         )
+        self._settings = {"sigma": sigma, "n_samples": n_samples, "lr": lr, "seed": seed}
         self.history: list[dict[str, Any]] = []
+        self.seconds = 0.0
+        self._best: tuple[float, list[float]] | None = None
 
     @property
     def phi(self) -> torch.Tensor:
+        """The centre's parameters."""
         return self.net.phi.detach().clone()
 
+    @property
+    def best_phi(self) -> torch.Tensor:
+        """The parameters of the best member scored (its learning rate is ``10 ** phi[5]``)."""
+        if self._best is None:
+            raise RuntimeError("nothing evaluated yet")
+        return torch.tensor(self._best[1])
+
+    def best(self) -> tuple[Program, float]:
+        """The best member scored, as a program, and its reward (at its own learning rate)."""
+        phi = self.best_phi  # raises before the first generation
+        return family_program(phi), self._best[0]
+
     def center_reward(self) -> float:
-        """Suite reward of the current centre."""
+        """Suite reward of the current centre (one more evaluation)."""
         return self.objective(Model(self.net), None)
 
     def step(self) -> dict[str, Any]:
-        """One ES generation; returns its record (mean and best member reward, the centre)."""
+        """One ES generation; returns its record."""
         result = self.es.gradient_step()
-        record = {
-            "generation": result.generation,
-            "mean_reward": result.fitness_mean[0],
-            "max_reward": result.fitness_max[0],
-            **family_values(self.net.phi),
-        }
+        for reward, phi in self.objective.member_stats:
+            if self._best is None or reward > self._best[0]:
+                self._best = (reward, phi)
+        record = {**es_record(self, result, self._best[0]), **family_values(self.net.phi)}
         self.history.append(record)
         return record
 
-    def run(
-        self,
-        *,
-        generations: int | None = None,
-        budget_seconds: float | None = None,
-        callback: Callable[[FamilySearch, dict[str, Any]], None] | None = None,
-        checkpoint_path: str | os.PathLike[str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Run generations until either limit; checkpoint after each if asked."""
-        if generations is None and budget_seconds is None:
-            raise ValueError("give generations or budget_seconds")
-        start = time.monotonic()
-        done = 0
-        while (generations is None or done < generations) and (
-            budget_seconds is None or time.monotonic() - start < budget_seconds
-        ):
-            record = self.step()
-            done += 1
-            if checkpoint_path is not None:
-                self.save(checkpoint_path)
-            if callback is not None:
-                callback(self, record)
-        return self.history
+    def _config(self) -> dict[str, Any]:
+        return dict(self._settings)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"phi": self.phi, "es": self.es.state_dict(), "history": self.history}
+    def _state(self) -> dict[str, Any]:
+        best = None
+        if self._best is not None:
+            program, reward = self.best()
+            best = [format_program(program), reward]
+        return {
+            "phi": self.phi,
+            "es": self.es.state_dict(),
+            "best": best,
+            "best_phi": None if best is None else list(self._best[1]),
+        }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_state(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
             self.net.phi.copy_(state["phi"])
         self.es.load_state_dict(state["es"])
-        self.history = list(state["history"])
+        best, phi = state["best"], state["best_phi"]
+        self._best = None if best is None else (float(best[1]), [float(x) for x in phi])
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Atomic ``torch.save`` of :meth:`state_dict`."""
-        atomic_torch_save(path, self.state_dict())
-
-    def load(self, path: str | os.PathLike[str]) -> None:
-        self.load_state_dict(torch.load(path, weights_only=True))
+    def _legacy_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        return record  # the former keys are all still there
 
     def close(self) -> None:
+        """Closes the ES optimizer's worker processes."""
         self.es.close()

@@ -37,6 +37,7 @@ import os
 import pickle
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,7 +45,7 @@ import torch
 
 from ..errors import CheckpointError
 
-__all__ = ["write_checkpoint_file", "read_checkpoint_file"]
+__all__ = ["atomic_write", "write_checkpoint_file", "read_checkpoint_file"]
 
 DIGEST_PREFIX = b"es_opt.checkpoint "
 DIGEST_TAG = DIGEST_PREFIX + b"sha256="
@@ -58,17 +59,32 @@ _CHUNK = 1 << 20
 
 # -- writing ---------------------------------------------------------------------------------
 def write_checkpoint_file(payload: Any, path: Path) -> None:
-    """``torch.save(payload)`` to ``path`` with its digest, atomically: a temporary file in the
-    same folder, ``fsync``, then ``os.replace`` (a run killed while writing leaves the previous
-    checkpoint intact)."""
+    """``torch.save(payload)`` to ``path`` with its digest, atomically (:func:`atomic_write`)."""
+
+    def write(f: IO[bytes]) -> None:
+        torch.save(payload, f)
+        _seal(f)
+
+    atomic_write(path, write)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | Callable[[IO[bytes]], None]) -> None:
+    """Writes ``data`` (bytes, or a function that writes to the open binary file) to ``path`` so
+    that no reader ever sees a partial file: a temporary file in the same folder, ``fsync``, then
+    ``os.replace`` (atomic on POSIX and Windows; a process killed while writing leaves the
+    previous file intact). The folder is created if missing. es_opt's one atomic writer
+    (checkpoints, the optimizer search's evaluation cache)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates the file readable by its owner only; give it the usual permissions.
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "w+b") as f:
-            torch.save(payload, f)
-            _seal(f)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -38,12 +38,19 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ._checkpoint_file import read_checkpoint_file, write_checkpoint_file
+from ._checkpoint_file import atomic_write, read_checkpoint_file, write_checkpoint_file
 
 if TYPE_CHECKING:
     from ..optimizer import ESOptimizer
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_architecture"]
+__all__ = [
+    "atomic_write",
+    "check_architecture",
+    "load_checkpoint",
+    "load_state",
+    "save_checkpoint",
+    "save_state",
+]
 
 FORMAT = "es_opt.checkpoint"
 FORMAT_VERSION = 2
@@ -133,9 +140,90 @@ def load_checkpoint(
     return checkpoint
 
 
+def save_state(path: str | os.PathLike[str], state: Mapping[str, Any], *, kind: str) -> None:
+    """Writes the ``state_dict()`` of something other than an :class:`~es_opt.ESOptimizer` (an
+    optimizer searcher, :mod:`es_opt.search`) as an es_opt checkpoint: atomically, with its
+    SHA-256 digest, loadable with ``torch.load(weights_only=True)``; read it with
+    :func:`load_state`.
+
+    Args:
+        path: the file to (over)write; its folder is created.
+        state: tensors, numbers, strings, lists and dicts.
+        kind: whose state it is (e.g. ``"es_opt.search.RegularizedEvolution"``), checked by
+            :func:`load_state`.
+
+    Raises:
+        TypeError: something in ``state`` would not load with ``weights_only=True`` (the message
+            names where).
+    """
+    from .. import __version__
+
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    _check_loadable(state, "state")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "es_opt_version": __version__,
+        "kind": str(kind),
+        "state": dict(state),
+    }
+    write_checkpoint_file(payload, Path(path))
+
+
+def load_state(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    map_location: str | torch.device | None = "cpu",
+) -> dict[str, Any]:
+    """The state :func:`save_state` wrote for ``kind``, returned once the file is verified (its
+    SHA-256 digest) and found to be a checkpoint of ``kind``.
+
+    Args:
+        path: the file.
+        kind: whose state is expected.
+        map_location: where tensors are loaded.
+
+    Raises:
+        FileNotFoundError: there is no file at ``path``.
+        CheckpointError: (a ``ValueError``) not a zip archive, truncated, corrupted, not an
+            es_opt checkpoint, written by a newer es_opt, or the checkpoint of something else.
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint_file(path, map_location)
+    _check_format(checkpoint, path)
+    saved = checkpoint.get("kind")
+    if saved != kind:
+        what = "an ESOptimizer's (read it with load_checkpoint)" if saved is None else repr(saved)
+        raise CheckpointError(path, f"it holds the state of {what}, not of {kind!r}")
+    if not isinstance(checkpoint.get("state"), dict):
+        raise CheckpointError(path, "its 'state' entry is not a dict")
+    return checkpoint["state"]
+
+
 def _check_contents(checkpoint: Any, path: Path) -> None:
     """Raises :class:`CheckpointError` unless ``checkpoint`` is an es_opt checkpoint this version
     reads, with a state dict of tensors under ``"net"`` and a dict under ``"es"``."""
+    _check_format(checkpoint, path)
+    if "kind" in checkpoint:
+        raise CheckpointError(
+            path,
+            f"it holds the state of {checkpoint['kind']!r}, not of an ESOptimizer (read it "
+            "with load_state or that object's load)",
+        )
+    net = checkpoint.get("net")
+    if not isinstance(net, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in net.items()
+    ):
+        raise CheckpointError(path, "its 'net' entry is not a state dict of tensors")
+    if not isinstance(checkpoint.get("es"), dict):
+        raise CheckpointError(path, "its 'es' entry is not an ESOptimizer state dict")
+
+
+def _check_format(checkpoint: Any, path: Path) -> None:
+    """Raises :class:`CheckpointError` unless ``checkpoint`` is an es_opt checkpoint of a format
+    version this es_opt reads."""
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(
             path,
@@ -154,13 +242,6 @@ def _check_contents(checkpoint: Any, path: Path) -> None:
             f"checkpoint format version {version}); es_opt {__version__} reads format versions "
             f"up to {FORMAT_VERSION}: upgrade es_opt",
         )
-    net = checkpoint.get("net")
-    if not isinstance(net, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in net.items()
-    ):
-        raise CheckpointError(path, "its 'net' entry is not a state dict of tensors")
-    if not isinstance(checkpoint.get("es"), dict):
-        raise CheckpointError(path, "its 'es' entry is not an ESOptimizer state dict")
 
 
 def check_architecture(net: torch.nn.Module, saved: Mapping[str, torch.Tensor]) -> None:
