@@ -89,15 +89,22 @@ def check_weights(weights: Any) -> tuple[float, ...]:
 def check_shaping(shaping: Any) -> tuple[str, Callable[[torch.Tensor], torch.Tensor]]:
     if callable(shaping):
         return getattr(shaping, "__name__", "custom"), shaping
-    shape = shaping_lib.parse_shaping(shaping) if isinstance(shaping, str) else None
-    if shape is None:
+    if not isinstance(shaping, str):
         choices = ", ".join(repr(s) for s in (*shaping_lib.SHAPINGS, "top_pairs(k)"))
         raise ValueError(f"shaping must be one of {choices} or a function, got {shaping!r}")
-    return shaping.replace(" ", ""), shape
+    shape = shaping_lib.parse_shaping(shaping)
+    return shape.__name__, shape
 
 
 def check_parameters(model: Model) -> None:
     params = model.named_trainable_parameters()
+    for name, param in params.items():
+        if not param.is_floating_point():
+            raise TypeError(
+                f"parameter {name!r} is {param.dtype}: ES perturbs real floating-point "
+                "parameters (float32, float64, float16, bfloat16); freeze it "
+                "(requires_grad=False) or keep it as a buffer"
+            )
     kinds = {(p.dtype, p.device) for p in params.values()}
     if len(kinds) > 1:
         raise ValueError(

@@ -127,12 +127,19 @@ class Model:
 
 
 def _find_layers(net: nn.Module) -> list[Layer]:
+    # a parameter shared by several modules (tied weights) has one name, where
+    # net.named_parameters() first meets it, and belongs to that layer only
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
     layers = []
-    own = tuple(n for n, p in net.named_parameters(recurse=False) if p.requires_grad)
+    own = tuple(n for n, p in net.named_parameters(recurse=False) if n in trainable)
     if own:
         layers.append(Layer("", own))
     for child_name, child in net.named_children():
-        names = tuple(f"{child_name}.{n}" for n, p in child.named_parameters() if p.requires_grad)
+        names = tuple(
+            name
+            for name in (f"{child_name}.{n}" for n, _ in child.named_parameters())
+            if name in trainable
+        )
         if names:
             layers.append(Layer(child_name, names))
     return layers

@@ -67,14 +67,15 @@ def _generator(seed: int, generation: int, pair: int) -> torch.Generator:
 def perturbation(
     seed: int, generation: int, pair: int, dim: int, *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """ε for one antithetic pair: ``dim`` standard normal values on the CPU.
+    """ε for one antithetic pair: ``dim`` standard normal values on the CPU (float16 and
+    bfloat16: the float32 values, rounded once).
 
     Example:
         >>> a = perturbation(0, 3, 7, 5)
         >>> torch.equal(a, perturbation(0, 3, 7, 5))
         True
     """
-    return torch.randn(dim, generator=_generator(seed, generation, pair), dtype=dtype)
+    return perturbations(seed, generation, [pair], dim, dtype=dtype)[0]
 
 
 def perturbations(
@@ -89,6 +90,11 @@ def perturbations(
     """ε for several pairs stacked into a ``[len(pairs), dim]`` matrix (rows equal
     :func:`perturbation` bit for bit)."""
     pairs = list(pairs)
+    if dtype in (torch.float16, torch.bfloat16):
+        # torch's own low-precision randn takes another code path above 16 values: drawing in
+        # float32 and rounding once gives the float32 run's noise, rounded (EGGROLL's practice)
+        wide = perturbations(seed, generation, pairs, dim, dtype=torch.float32)
+        return wide.to(dtype) if out is None else out.copy_(wide)
     if out is None:
         out = torch.empty(len(pairs), dim, dtype=dtype)
     for row, pair in enumerate(pairs):

@@ -41,9 +41,10 @@ from .objective import Objective
 from .optim.defaults import DEFAULT_BETAS, DEFAULT_LR, default_optimizer
 from .perturbations import Perturbation, make_perturbation
 from .population import Population
+from .precision import MasterWeights
 from .result import StepResult
 from .state import ESState, StateField
-from .update import UpdateRule, apply_update, selected_center
+from .update import UpdateRule, selected_center
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
 
@@ -89,6 +90,8 @@ class ESOptimizer:
             Wierstra et al. 2014), which learn one σ per parameter starting from ``sigma``, or a
             configured :class:`~es_opt.distributions.SearchDistribution`. PGPE and SNES need
             ``perturbation="dense"``.
+        master_weights: float32 copies of float16/bfloat16 parameters for the inner optimizer,
+            so small steps accumulate (:mod:`es_opt.precision`); ``None``: on for such models.
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
             ``eval_timeout``, ``worker_threads``, ``sync="replay"``).
 
@@ -125,6 +128,7 @@ class ESOptimizer:
         perturbation: str | Perturbation = "dense",
         noise: str | None = None,
         distribution: str | SearchDistribution = "openai",
+        master_weights: bool | None = None,
         **backend_options: Any,
     ):
         model = check_model(model)
@@ -143,6 +147,7 @@ class ESOptimizer:
         if optimizer is None:
             optimizer = default_optimizer(model.parameters())
         check_optimizer_holds(optimizer, model)
+        self._master = MasterWeights(model, optimizer, master_weights, backend, backend_options)
         self.model = model
         self.optimizer = optimizer
         self.objective_fn = objective_fn
@@ -156,12 +161,8 @@ class ESOptimizer:
             perturbation=family.spec,
             noise=family.noise,
             distribution=search.config(),
-            sigma_vector=sigmas.initial_sigma_vector(
-                search, sigma, model.named_trainable_parameters()
-            ),
-            distribution_state=sigmas.initial_state(
-                search, sigma, model.named_trainable_parameters()
-            ),
+            sigma_vector=sigmas.initial_sigma_vector(search, sigma, self._master.parameters()),
+            distribution_state=sigmas.initial_state(search, sigma, self._master.parameters()),
         )
         self._family = family
         self._distribution = search
@@ -233,7 +234,7 @@ class ESOptimizer:
             (4, 0)
         """
         names = self.model.selected_names(self.generation, self.seed)
-        params = self.model.named_trainable_parameters()
+        params = self._master.parameters()  # float32 master copies of a low-precision net
         chosen = [params[n] for n in names]
         position = {name: i for i, name in enumerate(params)}
         center = selected_center(params, names)
@@ -301,9 +302,9 @@ class ESOptimizer:
         function: the centre's gradient and, for PGPE/SNES, the next σ), then the inner
         optimizer's step on ``−g``. If that step raises, every ``.grad`` is put back and σ is
         unchanged."""
-        params = self.model.named_trainable_parameters()
+        params = self._master.parameters()
         try:
-            step = apply_update(params, self.optimizer, self.update_rule, population, fitness)
+            step = self._master.update(self.optimizer, self.update_rule, population, fitness)
         except BaseException:
             self._pending = None
             raise
@@ -363,6 +364,7 @@ class ESOptimizer:
             "strategy": self.model.strategy.value,
             "optimizer": self.optimizer.state_dict(),
             "objective": objective_state,
+            **self._master.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -382,9 +384,10 @@ class ESOptimizer:
             loaded.distribution_state,
             self._distribution,
             make_perturbation(loaded.perturbation, loaded.noise),
-            self.model.named_trainable_parameters(),
+            self._master.parameters(),
         )
         loaded = replace(loaded, sigma_vector=vector, distribution_state=distribution_state)
+        self._master.load_state_dict(state.get("master_weights"))
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
             self.objective_fn.load_state_dict(state["objective"])

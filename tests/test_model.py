@@ -28,6 +28,22 @@ def test_layers_are_children_with_trainable_params_in_order():
     assert "counter" not in model.named_trainable_parameters()
 
 
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encode = nn.Linear(2, 2)
+        self.decode = nn.Linear(2, 2, bias=False)
+        self.decode.weight = self.encode.weight  # tied: decode has no parameter of its own
+
+
+def test_a_tied_parameter_belongs_to_the_first_layer_that_holds_it():
+    model = Model(Tied(), SamplingStrategy.BOTTOM_UP)
+    assert [(layer.name, layer.names) for layer in model.layers] == [
+        ("encode", ("encode.weight", "encode.bias"))
+    ]
+    assert model.selected_names(1, seed=0) == ("encode.weight", "encode.bias")
+
+
 def test_call_and_forward_call_the_net():
     net = nn.Linear(2, 1)
     model = Model(net)

@@ -38,3 +38,13 @@ def test_derive_seed_streams_differ():
     seeds = {noise.derive_seed(0, stream, 5) for stream in range(4)}
     assert len(seeds) == 4
     assert all(0 <= s < 2**63 for s in seeds)
+
+
+def test_low_precision_noise_is_the_float32_noise_rounded_once():
+    """torch's own bfloat16/float16 randn takes another path above 16 values; es_opt draws
+    float32 and rounds, so a low-precision run perturbs with the float32 run's noise."""
+    wide = noise.perturbations(0, 2, [4, 1], 100)
+    for dtype in (torch.bfloat16, torch.float16):
+        low = noise.perturbations(0, 2, [4, 1], 100, dtype=dtype)
+        assert low.dtype == dtype and torch.equal(low, wide.to(dtype))
+        assert torch.equal(noise.perturbation(0, 2, 1, 100, dtype=dtype), low[1])

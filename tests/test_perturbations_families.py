@@ -1,6 +1,8 @@
 """Perturbation families: dense and low-rank (es_opt/perturbations/)."""
 
+import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -87,6 +89,14 @@ def test_factors_layout_and_size_check():
     assert a[1, 3].tolist() == [20.0, 21.0] and b[1, 0].tolist() == [22.0, 23.0]
     with pytest.raises(ValueError, match="needs 14"):
         low_rank_factors(noise[:, :13], 4, 3, 2)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 2, 2)])
+def test_low_rank_noise_of_an_empty_matrix_is_empty(shape):
+    family = LowRank(rank=2)
+    noise = family.draw(0, 0, [0, 1], [shape], [0])
+    assert family.deltas(noise, [shape])[0].shape == (2, *shape)
+    assert family.combine(torch.ones(2), noise, [shape])[0].shape == shape
 
 
 def test_matrix_view_of_conv_and_vectors():
@@ -178,12 +188,12 @@ def test_estimate_is_unbiased_on_a_linear_function(family):
 def test_make_perturbation_strings_and_errors():
     assert make_perturbation("dense") == Dense()
     assert make_perturbation("lowrank") == LowRank(1)
-    assert make_perturbation("LowRank:8") == LowRank(8)
-    assert make_perturbation(LowRank(2)).spec == "lowrank:2"
+    assert make_perturbation("lowrank(8)") == LowRank(8)
+    assert make_perturbation(LowRank(2)).spec == "lowrank(2)"
     assert make_perturbation("dense", noise="philox") == Dense(noise="philox")
-    assert str(make_perturbation("lowrank:3")) == "lowrank:3"
-    for bad in ("sparse", "lowrank:0", "lowrank:x", "dense:2"):
-        with pytest.raises(ValueError, match=f"perturbation must be .* got {bad!r}"):
+    assert str(make_perturbation("lowrank(3)")) == "lowrank(3)"
+    for bad in ("sparse", "lowrank(0)", "lowrank(x)", "dense(2)", "lowrank:0", "dense:2"):
+        with pytest.raises(ValueError, match=f"perturbation must be .* got {re.escape(repr(bad))}"):
             make_perturbation(bad)
     with pytest.raises(TypeError, match="perturbation must be .* got int"):
         make_perturbation(3)
@@ -206,3 +216,32 @@ def test_low_rank_conv_member_forward_equals_materialised_weight():
     delta = family.deltas(noise, shapes)[0][0]
     matrix = (a[0] @ b[0].T / math.sqrt(2)).reshape(conv.weight.shape)
     torch.testing.assert_close(delta, matrix, rtol=1e-12, atol=1e-12)
+
+
+def test_the_noise_scheme_is_part_of_the_family_and_noise_is_a_checked_alias():
+    assert LowRank(2, noise="philox") == LowRank(2) and Dense("philox") == Dense(noise="philox")
+    with pytest.raises(ValueError, match="noise='mt19937' is not available for LowRank"):
+        LowRank(noise="mt19937")
+    with pytest.raises(ValueError, match="noise must be one of mt19937, philox, got 'x'"):
+        Dense(noise="x")
+    assert make_perturbation(Dense("philox"), noise="philox") == Dense("philox")
+    assert make_perturbation("dense", noise="philox") == Dense("philox")
+    contradiction = r"noise='mt19937' contradicts perturbation=Dense\(noise='philox'\)"
+    with pytest.raises(ValueError, match=contradiction):
+        make_perturbation(Dense("philox"), noise="mt19937")
+    with pytest.raises(ValueError, match=r"noise='mt19937' contradicts .*LowRank\(rank=3\)"):
+        make_perturbation(LowRank(3), noise="mt19937")
+    with pytest.raises(ValueError, match=r"noise='mt19937' is not available for .*'lowrank\(2\)'"):
+        make_perturbation("lowrank(2)", noise="mt19937")
+
+
+def test_families_are_frozen_dataclasses_equal_by_configuration():
+    family = LowRank(2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        family.rank = 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Dense().noise = "philox"
+    assert len({Dense(), Dense(), Dense("philox"), LowRank(2), LowRank(rank=2)}) == 3
+    assert (repr(LowRank(2)), repr(Dense())) == ("LowRank(rank=2)", "Dense(noise='mt19937')")
+    assert dataclasses.replace(family, rank=5) == LowRank(5) and family.rank == 2
+    assert Dense() != LowRank() and LowRank(1) != LowRank(2)

@@ -121,8 +121,16 @@ def test_errors_name_the_argument():
         counter_normals(0, 0, [2**32], [4])
     with pytest.raises(ValueError, match="tensor_ids has 1 entries for 2 sizes"):
         counter_normals(0, 0, [0], [4, 4], [0])
-    with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
-        counter_normals(0, 0, [0], [4], dtype=torch.float16)
+    with pytest.raises(TypeError, match="dtype must be torch.float32, float64, float16 or bf"):
+        counter_normals(0, 0, [0], [4], dtype=torch.int32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_normals_are_the_float32_normals_rounded_once(dtype):
+    wide = counter_normals(5, 1, [3, 0], [7, 0, 33], [2, 0, 9])
+    low = counter_normals(5, 1, [3, 0], [7, 0, 33], [2, 0, 9], dtype=dtype)
+    for w, lo in zip(wide, low, strict=True):
+        assert lo.dtype == dtype and torch.equal(lo, w.to(dtype))
 
 
 def test_empty_requests():

@@ -45,6 +45,17 @@ def test_unflatten_views_and_batches():
     assert torch.equal(batch["b"][1], pop.parameters(1)[4:])
 
 
+def test_unflatten_scalar_and_empty_parameters():
+    shapes = (torch.Size([]), torch.Size([0, 3]), torch.Size([2]))
+    pop = Population(0, 1, 0.1, 4, ("t", "e", "v"), shapes, torch.tensor([5.0, 6.0, 7.0]))
+    parts = pop.unflatten(pop.center)
+    assert parts["t"].shape == () and float(parts["t"]) == 5.0
+    assert parts["e"].shape == (0, 3) and torch.equal(parts["v"], torch.tensor([6.0, 7.0]))
+    batch = pop.unflatten(pop.stacked_parameters([0, 1, 3]))
+    assert batch["t"].shape == (3,) and batch["e"].shape == (3, 0, 3)
+    assert torch.equal(batch["t"][2], pop.parameters(3)[0])
+
+
 def test_loaded_restores_the_center_even_when_the_block_raises():
     net = nn.Linear(2, 1, bias=False).double()
     center = net.weight.detach().reshape(-1).clone()

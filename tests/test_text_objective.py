@@ -103,3 +103,39 @@ def test_sampled_decoding_is_seeded_and_leaves_the_global_generator_alone():
     assert torch.equal(torch.get_rng_state(), state)
     # each prompt has its own stream: four copies of one prompt are four different samples
     assert len({tuple(row) for row in runs[0][0].tolist()}) > 1
+
+
+def _same(a, b) -> bool:
+    """Equal nested state (dicts, lists, tensors bit for bit)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.mark.parametrize("value", ["1", True, None])
+@pytest.mark.parametrize("evaluation", ["batched", "in_place", "one_at_a_time"])
+def test_a_reward_that_is_not_a_number_is_refused_and_changes_nothing(evaluation, value):
+    """As core objectives refuse strings and booleans: "1" is not converted to 1.0."""
+    from es_opt import ESOptimizer
+    from es_opt.errors import EvaluationError
+
+    net = Copier(TOKENIZER.vocab_size)
+    net.sharpness.requires_grad_(evaluation != "batched")  # batched: Linear layers only
+    mode = "in_place" if evaluation == "in_place" else "batched"
+    objective = TextReward(TOKENIZER, exact, max_new_tokens=2, evaluation=mode)
+    objective.vectorize = evaluation != "one_at_a_time"
+    es = ESOptimizer(net, objective_fn=objective, n_samples=4, seed=0, perturbation="lowrank")
+    samples = Prompts(["ab=", "ba="])
+    es.gradient_step(samples)  # optimizer state to protect
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    state = es.state_dict()
+    objective.reward = lambda prompt, completion: value
+    message = rf"reward must return a real number, got {type(value).__name__} {value!r}"
+    with pytest.raises((TypeError, EvaluationError), match=message + " for prompt 'ab='"):
+        es.gradient_step(samples)
+    assert all(torch.equal(p, weights[n]) for n, p in net.named_parameters())
+    assert _same(es.state_dict(), state)

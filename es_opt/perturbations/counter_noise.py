@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["COUNTER_STREAM", "counter_normals", "philox4x32", "philox_key"]
+__all__ = ["COUNTER_STREAM", "LOW_PRECISION", "counter_normals", "philox4x32", "philox_key"]
 
 COUNTER_STREAM = 4
 """Stream number hashed into the Philox key (es_opt.noise uses 0–3 for its per-pair seeds)."""
@@ -179,6 +179,13 @@ def _check_word(name: str, value: int) -> int:
     return int(value)
 
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+"""Dtypes whose normals are drawn in float32 and rounded once to the dtype (as EGGROLL and the
+2025 LLM-ES code draw their noise in float32 for bf16 models): a normal from 8 (bfloat16) or 11
+(float16) bits of mantissa would need its own Box–Muller arithmetic, accurate to the dtype, for
+no gain, while the float32 draw rounded once is the nearest low-precision value to the float32
+normal, the same on every device kind that draws the float32 one."""
+
 CHUNK_BLOCKS = 1 << 14
 """Philox blocks computed per pass: the int64 intermediates (a few × 256 KiB) stay in cache."""
 
@@ -223,7 +230,8 @@ def counter_normals(
         sizes: how many numbers each tensor needs per pair.
         tensor_ids: the tensors' counter words (default ``0, 1, …``); a tensor keeps its numbers
             whichever other tensors are drawn with it.
-        dtype: float32 or float64.
+        dtype: float32 or float64, or float16 / bfloat16: drawn in float32 and rounded once to
+            the low-precision dtype (see :data:`LOW_PRECISION`).
         device: where the numbers are computed (and returned).
 
     Returns:
@@ -236,8 +244,13 @@ def counter_normals(
         >>> torch.equal(a[1], counter_normals(0, 3, [1], [6])[0][0])
         True
     """
+    if dtype in LOW_PRECISION:
+        wide = counter_normals(
+            seed, generation, pairs, sizes, tensor_ids, dtype=torch.float32, device=device
+        )
+        return [normals.to(dtype) for normals in wide]
     if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        raise TypeError(f"dtype must be torch.float32, float64, float16 or bfloat16, got {dtype}")
     tensor_ids = list(range(len(sizes))) if tensor_ids is None else list(tensor_ids)
     if len(tensor_ids) != len(sizes):
         raise ValueError(f"tensor_ids has {len(tensor_ids)} entries for {len(sizes)} sizes")

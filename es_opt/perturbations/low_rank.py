@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
-from .base import Perturbation, matrix_shape
+from .._spec import format_spec
+from .base import Perturbation, check_noise, matrix_shape
 from .counter_noise import counter_normals
 
 __all__ = [
@@ -60,8 +62,9 @@ def low_rank_factors(
             f"noise has {noise.shape[-1]} numbers per pair; a rank-{rank} factor pair of a "
             f"{rows}×{cols} matrix needs {expected}"
         )
-    a = noise[:, : rows * rank].reshape(-1, rows, rank)
-    b = noise[:, rows * rank :].reshape(-1, cols, rank)
+    pairs = noise.shape[0]  # not -1: an empty matrix (0 rows or columns) has 0-size factors
+    a = noise[:, : rows * rank].reshape(pairs, rows, rank)
+    b = noise[:, rows * rank :].reshape(pairs, cols, rank)
     return a, b
 
 
@@ -140,6 +143,7 @@ def low_rank_linear(
     return torch.baddbmm(base, projected, a.transpose(1, 2))
 
 
+@dataclass(frozen=True)
 class LowRank(Perturbation):
     """EGGROLL's rank-``r`` perturbations ``A Bᵀ/√r`` of every tensor with two or more
     dimensions; vectors and scalars (biases, norm scales) get dense noise. Noise is counter-based
@@ -147,23 +151,30 @@ class LowRank(Perturbation):
 
     Args:
         rank: ``r`` ≥ 1; 1 suffices in practice (Sarkar et al. 2025).
+        noise: ``"philox"``, the one scheme that draws each tensor's numbers on their own (the
+            factors of a matrix do not depend on the other tensors' sizes).
 
     Example:
         >>> family = LowRank(rank=2)
         >>> family.noise_sizes([(4, 3), (4,)]), family.spec
-        ([14, 4], 'lowrank:2')
+        ([14, 4], 'lowrank(2)')
     """
 
-    noise = "philox"
+    rank: int = 1
+    noise: str = field(default="philox", repr=False)
 
-    def __init__(self, rank: int = 1):
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise ValueError(f"rank must be a positive int, got {rank!r}")
-        self.rank = rank
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
+            raise ValueError(f"rank must be a positive int, got {self.rank!r}")
+        if check_noise(self.noise) != "philox":
+            raise ValueError(
+                f"noise={self.noise!r} is not available for LowRank: low-rank perturbations "
+                "draw counter-based noise ('philox')"
+            )
 
     @property
     def spec(self) -> str:
-        return f"lowrank:{self.rank}"
+        return format_spec("lowrank", self.rank)
 
     def noise_sizes(self, shapes: Sequence[Sequence[int]]) -> list[int]:
         sizes = []
@@ -227,12 +238,3 @@ class LowRank(Perturbation):
             total = weights @ n if factors is None else low_rank_sum(weights, *factors)
             out.append(total.reshape(tuple(shape)))
         return out
-
-    def __repr__(self) -> str:
-        return f"LowRank(rank={self.rank})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LowRank) and other.rank == self.rank
-
-    def __hash__(self) -> int:
-        return hash(("lowrank", self.rank))

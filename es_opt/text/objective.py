@@ -19,6 +19,7 @@ global standard deviation); ``"centered_ranks"`` its rank-based counterpart.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from ..objective import Objective, Samples
 from .batched import Noise, batched_members
 from .decoding import generate
 from .inplace import perturbed_in_place
-from .population import member_deltas_of, population_members
+from .member_noise import member_deltas_of, population_members
 
 __all__ = ["Prompts", "TextReward"]
 
@@ -149,10 +150,17 @@ class TextReward(Objective):
     def completions(self, net: nn.Module, samples: Prompts, n_members: int = 1) -> list[list[str]]:
         """``completions[m][p]``: member ``m``'s text for prompt ``p`` (``net`` makes the members
         differ, e.g. inside :func:`~es_opt.text.batched_members`)."""
-        prompts = _prompt_list(samples)
+        tokens = self.generated_tokens(net, samples, n_members)
+        return [[self._decode(row) for row in member] for member in tokens]
+
+    def generated_tokens(
+        self, net: nn.Module, samples: Prompts, n_members: int = 1
+    ) -> list[list[list[int]]]:
+        """``tokens[m][p]``: the ids member ``m`` generated for prompt ``p`` (``max_new_tokens``
+        of them; after an end-of-text token, padding)."""
         ids = generate(
             net,
-            [self.tokenizer.encode(p) for p in prompts],
+            self.prompt_ids(samples),
             max_new_tokens=self.max_new_tokens,
             n_members=n_members,
             eos_token_id=self.eos_token_id,
@@ -160,7 +168,11 @@ class TextReward(Objective):
             temperature=self.temperature,
             seed=samples.seed,
         )
-        return [[self._decode(row) for row in member] for member in ids.tolist()]
+        return ids.tolist()
+
+    def prompt_ids(self, samples: Prompts) -> list[list[int]]:
+        """The token ids each prompt is completed from: ``tokenizer.encode(prompt)``."""
+        return [self.tokenizer.encode(p) for p in _prompt_list(samples)]
 
     def _decode(self, ids: list[int]) -> str:
         if self.eos_token_id is not None and self.eos_token_id in ids:
@@ -168,11 +180,19 @@ class TextReward(Objective):
         return self.tokenizer.decode(ids)
 
     # -- scores -------------------------------------------------------------------------------
+    def score(self, samples: Prompts, tokens: list[list[int]]) -> torch.Tensor:
+        """``[P]`` rewards of one member's generated ids ``tokens[p]`` (decoded, then
+        :meth:`rewards`); the one place a member's completions are scored."""
+        completions = [self._decode(row) for row in tokens]
+        return self.rewards(_prompt_list(samples), completions)
+
     def rewards(self, prompts: Sequence[str], completions: Sequence[str]) -> torch.Tensor:
-        """``[P]`` float64 rewards; a non-finite reward is a ``ValueError`` naming the prompt."""
+        """``[P]`` float64 rewards. A reward that is not a real number (a string such as
+        ``"1"``, a bool, ``None``) is a ``TypeError``, a non-finite one a ``ValueError``, each
+        naming the value and the prompt."""
         values = []
         for prompt, completion in zip(prompts, completions, strict=True):
-            value = float(self.reward(prompt, completion))
+            value = _real(self.reward(prompt, completion), prompt, completion)
             if not math.isfinite(value):
                 raise ValueError(
                     f"reward returned {value} for prompt {prompt!r}, completion {completion!r}"
@@ -197,8 +217,7 @@ class TextReward(Objective):
     def __call__(self, model: Any, samples: Prompts) -> float | torch.Tensor:
         """The fitness of the model as it is (one member)."""
         net = getattr(model, "net", model)
-        prompts = _prompt_list(samples)
-        fitness = self.fitness(self.rewards(prompts, self.completions(net, samples)[0]))
+        fitness = self.fitness(self.score(samples, self.generated_tokens(net, samples)[0]))
         return float(fitness[0]) if self.group_size is None else fitness
 
     def evaluate_members(
@@ -208,14 +227,13 @@ class TextReward(Objective):
         :func:`~es_opt.text.batched_members`), decoded ``members_per_batch`` at a time in
         population-batched forwards."""
         n_members = _n_members(noise)
-        prompts = _prompt_list(samples)
         rows = []
         for start in range(0, n_members, self.members_per_batch):
             stop = min(n_members, start + self.members_per_batch)
             chunk = {name: _slice(value, start, stop) for name, value in noise.items()}
             with batched_members(net, chunk, stop - start):
-                texts = self.completions(net, samples, stop - start)
-            rows.extend(self.fitness(self.rewards(prompts, member)) for member in texts)
+                tokens = self.generated_tokens(net, samples, stop - start)
+            rows.extend(self.fitness(self.score(samples, member)) for member in tokens)
         return torch.stack(rows)
 
     def evaluate_population(self, population: Any, samples: Prompts) -> torch.Tensor:
@@ -231,8 +249,8 @@ class TextReward(Objective):
         rows = []
         for index in indices:
             with perturbed_in_place(net, member_deltas_of(pop, index)):
-                rewards = self.rewards(_prompt_list(samples), self.completions(net, samples)[0])
-            rows.append(self.fitness(rewards))
+                tokens = self.generated_tokens(net, samples)[0]
+            rows.append(self.fitness(self.score(samples, tokens)))
         return torch.stack(rows)
 
     def __repr__(self) -> str:
@@ -240,6 +258,19 @@ class TextReward(Objective):
             f"TextReward(max_new_tokens={self.max_new_tokens}, temperature={self.temperature}, "
             f"group_size={self.group_size}, evaluation={self.evaluation!r})"
         )
+
+
+def _real(value: Any, prompt: str, completion: str) -> float:
+    """A reward as a float: a real number, or a 0-d tensor or array of one (as core objectives,
+    :func:`es_opt.fitness.as_fitness_row`, strings and booleans are refused, not converted)."""
+    if getattr(value, "shape", None) == () and callable(getattr(value, "item", None)):
+        value = value.item()  # a 0-d tensor, array or NumPy scalar
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"reward must return a real number, got {type(value).__name__} {value!r:.40} for "
+            f"prompt {prompt!r}, completion {completion!r}"
+        )
+    return float(value)
 
 
 def _prompt_list(samples: Any) -> list[str]:
