@@ -36,14 +36,14 @@ from .evaluators import Evaluator, make_evaluator, resolve_backend
 from .fitness import check_fitness_matrix
 from .history import History
 from .loop import fit
-from .model import Model, SamplingStrategy
+from .model import Model
 from .objective import Objective
 from .optim.defaults import DEFAULT_BETAS, DEFAULT_LR, default_optimizer
 from .perturbations import Perturbation, make_perturbation
 from .population import Population
 from .precision import MasterWeights
 from .result import StepResult
-from .state import ESState, StateField
+from .state import ESState, StateField, load_optimizer_state, optimizer_state_dict
 from .update import UpdateRule, selected_center
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
@@ -78,7 +78,7 @@ class ESOptimizer:
             :func:`es_opt.evaluators.resolve_backend`).
         perturbation: the perturbation family: ``"dense"`` (the default: every parameter gets its
             own normal number) or :class:`~es_opt.perturbations.LowRank` (``"lowrank"``,
-            ``"lowrank:R"``: EGGROLL's rank-R products ``A Bᵀ/√R`` for every weight matrix,
+            ``"lowrank(R)"``: EGGROLL's rank-R products ``A Bᵀ/√R`` for every weight matrix,
             dense noise for vectors), or any :class:`~es_opt.perturbations.Perturbation`. See
             the perturbations page of the docs for when to choose which.
         noise: the noise scheme: ``None`` (the family's default: per-pair MT19937 for dense,
@@ -351,54 +351,17 @@ class ESOptimizer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything that shapes future steps: the :class:`~es_opt.state.ESState` (generation,
-        seed, σ, n_samples, weights, shaping, perturbation family, search distribution and
-        PGPE's / SNES's ``sigma_vector``), the layer-sampling strategy, and the inner
-        optimizer's and the objective's state. Loads with ``torch.load(weights_only=True)``. The
-        net's weights are saved separately (``net.state_dict()``), or together by
-        :func:`es_opt.training.save_checkpoint`."""
-        objective_state = (
-            self.objective_fn.state_dict() if hasattr(self.objective_fn, "state_dict") else {}
-        )
-        return {
-            **self.state.as_dict(),
-            "strategy": self.model.strategy.value,
-            "optimizer": self.optimizer.state_dict(),
-            "objective": objective_state,
-            **self._master.state_dict(),
-        }
+        seed, σ, n_samples, weights, shaping, perturbation family, search distribution and its
+        state), the layer-sampling strategy, the inner optimizer's and the objective's state and,
+        for a low-precision net, the float32 master weights. Loads with
+        ``torch.load(weights_only=True)``. The net's weights are saved separately
+        (``net.state_dict()``), or together by :func:`es_opt.training.save_checkpoint`."""
+        return optimizer_state_dict(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores a :meth:`state_dict`; the next step continues the saved run bit for bit.
         Everything is validated before anything changes."""
-        if "optimizer" not in state:
-            raise KeyError("ESOptimizer state_dict lacks ['optimizer']")
-        loaded = ESState.from_dict(state, self.state)
-        if loaded.shaping == self.shaping_name:  # also a custom function, known by its name only
-            shape = self._shape
-        else:
-            _, shape = check_shaping(loaded.shaping)
-        strategy = SamplingStrategy(state["strategy"]) if "strategy" in state else None
-        search, vector, distribution_state = sigmas.restore(
-            loaded.distribution,
-            loaded.sigma_vector,
-            loaded.distribution_state,
-            self._distribution,
-            make_perturbation(loaded.perturbation, loaded.noise),
-            self._master.parameters(),
-        )
-        loaded = replace(loaded, sigma_vector=vector, distribution_state=distribution_state)
-        self._master.load_state_dict(state.get("master_weights"))
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("objective") and hasattr(self.objective_fn, "load_state_dict"):
-            self.objective_fn.load_state_dict(state["objective"])
-        family = self._family
-        if (loaded.perturbation, loaded.noise) != (family.spec, family.noise):
-            family = make_perturbation(loaded.perturbation, loaded.noise)
-        self.state, self._shape, self._family = loaded, shape, family
-        self._distribution = search
-        if strategy is not None:
-            self.model.strategy = strategy
-        self._pending = None
+        load_optimizer_state(self, state)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -7,10 +7,12 @@ strictly increasing transform of the fitness and bounds the influence of outlier
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
+
+from ._spec import Form, format_spec, parse_spec
 
 __all__ = [
     "centered_ranks",
@@ -19,6 +21,7 @@ __all__ = [
     "raw",
     "TopPairs",
     "SHAPINGS",
+    "FORMS",
     "parse_shaping",
     "weighted_scores",
 ]
@@ -96,6 +99,7 @@ def raw(fitness: torch.Tensor) -> torch.Tensor:
     return fitness.to(torch.float64).flatten().clone()
 
 
+@dataclass(frozen=True)
 class TopPairs:
     """Augmented Random Search's top-direction shaping (Mania et al. 2018, ARS V1-t / V2-t).
 
@@ -110,7 +114,8 @@ class TopPairs:
     where most directions are useless, e.g. MuJoCo locomotion. Ties in ``max(f⁺, f⁻)`` keep the
     lower pair index. ``k >= P`` keeps every pair (ARS V1 / V2).
 
-    As a string: ``shaping="top_pairs(8)"`` (also what ``ESOptimizer.state_dict`` stores).
+    As a string: ``shaping="top_pairs(8)"``, its :attr:`spec` and ``__name__`` (what
+    ``ESOptimizer.state_dict`` stores).
 
     Example:
         >>> shape = TopPairs(1)
@@ -118,11 +123,20 @@ class TopPairs:
         [0.0, 0.0, 10.0, 6.0]
     """
 
-    def __init__(self, k: int):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"TopPairs needs a positive int k (pairs kept), got {k!r}")
-        self.k = k
-        self.__name__ = f"top_pairs({k})"
+    k: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"TopPairs needs a positive int k (pairs kept), got {self.k!r}")
+
+    @property
+    def spec(self) -> str:
+        """``"top_pairs(k)"``."""
+        return format_spec("top_pairs", self.k)
+
+    @property
+    def __name__(self) -> str:  # a shaping function's name is what a state dict records
+        return self.spec
 
     def __call__(self, fitness: torch.Tensor) -> torch.Tensor:
         x = fitness.to(torch.float64).flatten()
@@ -145,9 +159,6 @@ class TopPairs:
         out[2 * kept + 1] = values[:, 1]
         return out
 
-    def __repr__(self) -> str:
-        return f"TopPairs({self.k})"
-
 
 SHAPINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "centered_ranks": centered_ranks,
@@ -157,20 +168,26 @@ SHAPINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def parse_shaping(name: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The shaping a name stands for (a key of :data:`SHAPINGS` or ``"top_pairs(k)"``), else
-    ``None``.
+FORMS = (*(Form(name) for name in SHAPINGS), Form("top_pairs", "k"))
+"""The string forms of ``shaping`` (the grammar of :mod:`es_opt._spec`)."""
+
+
+def parse_shaping(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The shaping a name stands for: a key of :data:`SHAPINGS` or ``"top_pairs(k)"``.
+
+    Raises:
+        ValueError: any other string, naming ``shaping`` and the value.
 
     Example:
-        >>> parse_shaping("top_pairs(4)"), parse_shaping("softmax")
-        (TopPairs(4), None)
-    """
-    if name in SHAPINGS:
-        return SHAPINGS[name]
-    match = re.fullmatch(r"top_pairs\(\s*(\d+)\s*\)", name)
-    if match and int(match.group(1)) > 0:
-        return TopPairs(int(match.group(1)))
-    return None
+        >>> parse_shaping("top_pairs(4)")
+        TopPairs(k=4)
+        >>> parse_shaping("top_pairs(")
+        Traceback (most recent call last):
+        ...
+        ValueError: shaping must be one of 'centered_ranks', 'centered_ranks_ordinal', 'z_score', 'raw', 'top_pairs(k)' or a function, got 'top_pairs('
+    """  # noqa: E501
+    form, k = parse_spec(name, "shaping", FORMS, alternatives=" or a function")
+    return TopPairs(k) if form.name == "top_pairs" else SHAPINGS[form.name]
 
 
 def weighted_scores(

@@ -14,11 +14,13 @@ from typing import Any
 
 import torch
 
-from ._arguments import check_n_samples, check_seed, check_sigma, check_weights
+from ._arguments import check_n_samples, check_seed, check_shaping, check_sigma, check_weights
 from .distributions import DISTRIBUTIONS, check_sigma_vector
-from .perturbations import make_perturbation
+from .distributions import _run_state as run_state
+from .model import SamplingStrategy
+from .perturbations import perturbation_from_state
 
-__all__ = ["ESState", "StateField"]
+__all__ = ["ESState", "StateField", "load_optimizer_state", "optimizer_state_dict"]
 
 REQUIRED = ("generation", "seed", "sigma", "n_samples")
 
@@ -38,7 +40,7 @@ class ESState:
         obj_weights: one weight per objective.
         shaping: the shaping's name (``"centered_ranks"``, ``"top_pairs(4)"``, a function's name).
         n_objectives: values per evaluation seen so far (``None`` before the first step).
-        perturbation: the perturbation family's string form (``"dense"``, ``"lowrank:1"``).
+        perturbation: the perturbation family's string form (``"dense"``, ``"lowrank(1)"``).
         noise: the noise scheme (``"mt19937"``, ``"philox"``). A state saved before these two
             fields existed ran dense ``"mt19937"`` noise, and loads as such.
         distribution: the search distribution's hyperparameters
@@ -87,7 +89,7 @@ class ESState:
         if isinstance(generation, bool) or not isinstance(generation, int) or generation < 0:
             raise ValueError(f"generation must be an int >= 0, got {generation!r}")
         # a state without the keys predates the families: it ran dense, per-pair MT19937 noise
-        family = make_perturbation(
+        family = perturbation_from_state(
             state.get("perturbation", "dense"),
             state.get("noise", "mt19937" if "perturbation" not in state else None),
         )
@@ -139,3 +141,52 @@ class StateField:
     def __set__(self, es: Any, value: Any) -> None:
         value = self.check(value) if self.check is not None else value
         es.state = replace(es.state, **{self.key: value})
+
+
+def optimizer_state_dict(es: Any) -> dict[str, Any]:
+    """What :meth:`ESOptimizer.state_dict <es_opt.ESOptimizer.state_dict>` returns: the
+    ``ESState`` as plain values, the layer-sampling strategy, the inner optimizer's and the
+    objective's state and, for a low-precision net, the float32 master weights."""
+    objective = es.objective_fn
+    return {
+        **es.state.as_dict(),
+        "strategy": es.model.strategy.value,
+        "optimizer": es.optimizer.state_dict(),
+        "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
+        **es._master.state_dict(),
+    }
+
+
+def load_optimizer_state(es: Any, state: dict[str, Any]) -> None:
+    """Restores an :func:`optimizer_state_dict` into ``es``: everything is validated (the
+    ``ESState``, the shaping, the distribution and its state against the model and the family,
+    the master weights) before anything changes."""
+    if "optimizer" not in state:
+        raise KeyError("ESOptimizer state_dict lacks ['optimizer']")
+    loaded = ESState.from_dict(state, es.state)
+    if loaded.shaping == es.shaping_name:  # also a custom function, known by its name only
+        shape = es._shape
+    else:
+        _, shape = check_shaping(loaded.shaping)
+    strategy = SamplingStrategy(state["strategy"]) if "strategy" in state else None
+    search, vector, distribution_state = run_state.restore(
+        loaded.distribution,
+        loaded.sigma_vector,
+        loaded.distribution_state,
+        es._distribution,
+        perturbation_from_state(loaded.perturbation, loaded.noise),
+        es._master.parameters(),
+    )
+    loaded = replace(loaded, sigma_vector=vector, distribution_state=distribution_state)
+    es._master.load_state_dict(state.get("master_weights"))
+    es.optimizer.load_state_dict(state["optimizer"])
+    if state.get("objective") and hasattr(es.objective_fn, "load_state_dict"):
+        es.objective_fn.load_state_dict(state["objective"])
+    family = es._family
+    if (loaded.perturbation, loaded.noise) != (family.spec, family.noise):
+        family = perturbation_from_state(loaded.perturbation, loaded.noise)
+    es.state, es._shape, es._family = loaded, shape, family
+    es._distribution = search
+    if strategy is not None:
+        es.model.strategy = strategy
+    es._pending = None

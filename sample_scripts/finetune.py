@@ -77,6 +77,7 @@ class Args:
     )
     resume: str = arg("", "continue the ES run saved in this checkpoint")
     checkpoint_every: int = arg(10, "save a checkpoint every N generations")
+    record: str = arg("", "write a run record of the ES phase here (python -m es_opt.record)")
     smoke: bool = arg(False, "a tiny budget (seconds): for tests")
 
     def __post_init__(self) -> None:
@@ -179,7 +180,7 @@ def build_es(args: Args, net, tokenizer) -> es_opt.ESOptimizer:
     objective = TextReward(
         tokenizer, exact_match, max_new_tokens=4, group_size=group_size, evaluation=args.evaluation
     )
-    family = f"lowrank:{args.rank}" if args.perturbation == "lowrank" else "dense"
+    family = f"lowrank({args.rank})" if args.perturbation == "lowrank" else "dense"
     return es_opt.ESOptimizer(
         es_opt.Model(net),
         build_optimizer(args.optimizer, net.parameters(), args.lr),
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         CSVLogger(out / "log.csv"),
         Checkpoint(out / "checkpoint.pt", every=args.checkpoint_every, config=args),
     ]
+    if args.record:
+        from es_opt.record import RunRecord
+
+        callbacks.append(RunRecord(args.record, config=args))
     with es:
         history = es.fit(
             samples,

@@ -15,6 +15,7 @@ learning curve (curve.png) to ``--out/<env>``, and prints the final evaluation.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -111,7 +112,7 @@ class Args:
     env: str = arg("CartPole-v1", "gymnasium environment id (selects the preset)")
     seed: int = arg(0, "seed of the whole run")
     sigma: float = arg(0.1, "perturbation standard deviation")
-    perturbation: str = arg("dense", "perturbation family: dense, lowrank or lowrank:R (rank R)")
+    perturbation: str = arg("dense", "perturbation family: dense, lowrank or 'lowrank(R)' (rank R)")
     distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
                             "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(40, "evaluations per generation (even)")
@@ -147,6 +148,9 @@ class Args:
     eval_episodes: int = arg(10, "greedy evaluation episodes")
     eval_every: int = arg(10, "evaluate at least this often")
     out: Path = arg(Path("runs/rl"), "output folder")
+    record: Path | None = arg(None, "write a run record here (replay: python -m es_opt.record)")
+    mlflow: str | None = arg(None, "log to this MLflow tracking URI (e.g. sqlite:///mlflow.db)")
+    wandb: str | None = arg(None, "log to this Weights & Biases project (WANDB_MODE=offline)")
     resume: Path | None = arg(None, "continue the run saved in this checkpoint")
     eval_only: Path | None = arg(None, "evaluate (and --render) a saved policy")
     render: Path | None = arg(None, "save an animation of the trained policy (.gif)")
@@ -233,6 +237,7 @@ class SolvedCheck(Callback):
         self.target, self.every = target, every
         self.last_eval, self.last_mean, self.solved = -1, float("nan"), False
         self.returns, self.evaluated_after = None, -1  # the last returns, es.generation then
+        self.evaluations: dict[int, float] = {}  # generation -> mean greedy return
 
     def evaluate(self) -> np.ndarray:
         policy = self.objective.policy(self.net)
@@ -244,6 +249,7 @@ class SolvedCheck(Callback):
             self.last_eval = result.generation
             self.returns, self.evaluated_after = self.evaluate(), es.generation
             self.last_mean = float(self.returns.mean())
+            self.evaluations[result.generation] = self.last_mean
             self.solved = self.target is not None and self.last_mean >= self.target
         return self.solved
 
@@ -330,7 +336,12 @@ def train(args, objective, net, es, out: Path, seeds, target) -> SolvedCheck:
     config = dataclasses.asdict(args)  # paths are saved as strings
     check = SolvedCheck(objective, net, args.env, seeds, target, args.eval_every)
     start = time.perf_counter()
-    callbacks: list[Callback] = [check, CSVLogger(out / "log.csv")]
+
+    def solved_metrics(result) -> dict[str, float]:  # what decides "solved", in every log
+        evaluated = check.evaluations.get(result.generation, math.nan)
+        return {"eval_return": evaluated, "target": math.nan if target is None else target}
+
+    callbacks: list[Callback] = [check, CSVLogger(out / "log.csv", extra=solved_metrics)]
     if not args.quiet:
         callbacks.insert(
             0,
@@ -345,6 +356,7 @@ def train(args, objective, net, es, out: Path, seeds, target) -> SolvedCheck:
             ),
         )
     callbacks.append(Checkpoint(out / "policy.pt", every=50, config=config))
+    callbacks += tracking(args, config, solved_metrics)
     history = es.fit(
         lambda generation: EpisodeSamples.for_generation(args.seed, generation, args.episodes),
         generations=max(0, args.generations - es.generation),
@@ -364,12 +376,33 @@ def train(args, objective, net, es, out: Path, seeds, target) -> SolvedCheck:
         from es_opt.training.plot import plot_history
 
         plot_history(
-            history, out / "curve.png", title=f"{args.env} (ES)", objective_names=["return"]
-        )
+            history, out / "curve.png", title=f"{args.env} (ES)", objective_names=["return"],
+            evaluation=check.evaluations, evaluation_label="greedy return", target=target,
+        )  # fmt: skip
         print(f"learning curve: {out / 'curve.png'}")
     except ImportError as exc:
         print(f"no learning curve ({exc})")
     return check
+
+
+def tracking(args: Args, config: dict, metrics) -> list[Callback]:
+    """--mlflow, --wandb and --record: the trackers (which attach the record) and the run record
+    (last: it reads the settings after the other callbacks)."""
+    from es_opt.record import RunRecord
+
+    record = None if args.record is None else RunRecord(args.record, config=config)
+    callbacks: list[Callback] = []
+    if args.mlflow is not None:
+        from es_opt.training.mlflow_logger import MLflowLogger
+
+        callbacks.append(MLflowLogger(args.mlflow, experiment=args.env, config=config,
+                                      extra=metrics, record=record))  # fmt: skip
+    if args.wandb is not None:
+        from es_opt.training.wandb_logger import WandbLogger
+
+        callbacks.append(WandbLogger(args.wandb, dir=args.out / args.env, config=config,
+                                     extra=metrics, record=record))  # fmt: skip
+    return callbacks + ([record] if record is not None else [])
 
 
 if __name__ == "__main__":

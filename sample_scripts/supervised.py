@@ -47,7 +47,7 @@ class Args:
     objective: str = arg("accuracy", "what ES maximises", choices=("accuracy", "cross_entropy"))
     l1_weight: float = arg(0.0, "> 0: also minimise the L1 norm")
     sigma: float = arg(0.1, "perturbation standard deviation")
-    perturbation: str = arg("dense", "perturbation family: dense, lowrank or lowrank:R (rank R)")
+    perturbation: str = arg("dense", "perturbation family: dense, lowrank or 'lowrank(R)' (rank R)")
     distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
                             "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(200, "evaluations per generation (even)")
@@ -74,6 +74,7 @@ class Args:
     max_batch: int = arg(0, "members per batched call (0: auto)")
     vectorize: bool = arg(True, "evaluate the members in batched calls (torch.func.vmap)")
     out: str = arg("runs/supervised", "folder for the checkpoint, log and curve")
+    record: str = arg("", "write a run record here (replay: python -m es_opt.record)")
     resume: str = arg("", "continue the run saved in this checkpoint")
     checkpoint_every: int = arg(10, "save a checkpoint every N generations")
     quiet: bool = arg(False, "no progress bar")
@@ -170,10 +171,12 @@ class TestAccuracy(Callback):
     def __init__(self, model: es_opt.Model, test, every: int, target: float, start: float):
         self.model, self.test, self.every, self.target = model, test, every, target
         self.start, self.accuracy, self.milestone = start, float("nan"), None
+        self.generation, self.evaluations = -1, {}  # generation -> test accuracy
 
     def measure(self) -> float:
         with torch.no_grad():
             self.accuracy = Accuracy()(self.model, self.test)
+        self.evaluations[self.generation] = self.accuracy
         if self.milestone is None and self.accuracy >= MILESTONE:
             self.milestone = (time.perf_counter() - self.start, self.generation)
         return self.accuracy
@@ -205,13 +208,23 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     check = TestAccuracy(es.model, test, args.eval_every, args.target, start)
     names = ["accuracy" if args.objective == "accuracy" else "-CE"] + ["L1"] * (args.l1_weight > 0)
+    target = args.target if args.target > 0 else MILESTONE
+
+    def solved_metrics(result) -> dict[str, float]:  # the test accuracy against its target
+        tested = check.evaluations.get(result.generation, math.nan)
+        return {"test_accuracy": tested, "target_accuracy": target}
+
     callbacks: list[Callback] = [
         check,
-        CSVLogger(out / "log.csv"),
+        CSVLogger(out / "log.csv", extra=solved_metrics),
         Checkpoint(out / "checkpoint.pt", every=args.checkpoint_every, config=args),
     ]
     if args.lr_final != 1.0:  # before the checkpoint, so a saved state holds the next lr
         callbacks.insert(1, CosineLR(args.lr, args.lr_final, args.decay_generations))
+    if args.record:  # last: it records the settings (the lr) after the schedule set them
+        from es_opt.record import RunRecord
+
+        callbacks.append(RunRecord(args.record, config=args))
     if not args.quiet:
         extra = lambda result: {"test": f"{check.accuracy:.3f}"}  # noqa: E731
         callbacks.insert(0, ProgressBar(objective_names=names, extra=extra, desc="digits"))
@@ -232,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from es_opt.training.plot import plot_history
 
-        plot_history(history, out / "curve.png", title="ES on raw accuracy", objective_names=names)
+        plot_history(
+            history, out / "curve.png", title="ES on raw accuracy", objective_names=names,
+            evaluation=check.evaluations, evaluation_label="test accuracy", target=target,
+        )  # fmt: skip
         print(f"learning curve: {out / 'curve.png'}")
     except ImportError as exc:  # matplotlib is an optional extra
         print(f"no learning curve ({exc})")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from es_opt._moved import MOVED
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RUN_PAGES = [
@@ -16,6 +18,7 @@ RUN_PAGES = [
     "docs/getting-started.md",
     "docs/guides/objectives.md",
     "docs/guides/checkpoints.md",
+    "docs/run-records.md",
     "docs/guides/migrating.md",
 ]
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -59,4 +62,5 @@ def test_every_public_module_has_an_api_page():
         if any(part.startswith("_") and part != "__init__" for part in parts):
             continue
         modules.add(".".join(p for p in parts if p != "__init__"))
-    assert modules - documented == set(), "public modules without an API reference entry"
+    moved = set(MOVED)  # the deprecated aliases of modules that moved (es_opt/_moved.py)
+    assert modules - documented - moved == set(), "public modules without an API reference entry"

@@ -43,6 +43,8 @@ CHOICES = [
     ),
     pytest.param("serial", None, None, {}, "serial", {}, id="serial"),
     pytest.param("serial", 1, None, {}, "serial", {}, id="serial with one worker"),
+    pytest.param("serial", None, None, {"sync": "center"}, "serial", {}, id="serial, sync=center"),
+    pytest.param(None, None, None, {"sync": "center"}, "serial", {}, id="sync=center alone"),
     pytest.param("multiprocess", None, None, {}, "multiprocess", {}, id="pool: default workers"),
     pytest.param(
         "multiprocess", 2, None, {"max_retries": 3, "eval_timeout": 2.5, "worker_threads": 2},
@@ -105,6 +107,8 @@ REFUSED = [
     ("serial", 2, None, {}, ValueError, r"n_workers=2 contradicts backend='serial'"),
     ("serial", None, ["cpu"], {}, ValueError, r"devices=\['cpu'\] contradicts backend='serial'"),
     ("serial", None, None, {"max_retries": 2}, ValueError, "max_retries=2 applies to the parallel"),
+    ("serial", None, None, {"sync": "replay"}, ValueError, "sync='replay' applies to the parallel"),
+    ("serial", None, None, {"sync": "centre"}, ValueError, "sync must be one of .* got 'centre'"),
     (None, None, None, {"eval_timeout": 5}, ValueError, "eval_timeout=5 applies to the parallel"),
     ("multiprocess", 2, None, {"ray_address": "auto"}, ValueError, "ray_address='auto' applies"),
     (None, 1, ["cpu", "cpu"], {}, ValueError, r"n_workers=1 is fewer than the 2 devices"),
@@ -175,3 +179,18 @@ def test_esoptimizer_with_devices_alone_builds_a_pool_of_len_devices():
         assert isinstance(evaluator, PoolEvaluator)
         assert evaluator.n_workers == 2 and evaluator.options.devices == ("cpu", "cpu")
         assert evaluator.worker_pids() == []
+
+
+def test_every_backend_takes_sync_center_the_serial_one_included():
+    plain, explicit = make_es(), make_es(backend="serial", sync="center")
+    assert isinstance(explicit.evaluator, SerialEvaluator)
+    for es in (plain, explicit):
+        for _ in range(2):
+            es.gradient_step()
+    for a, b in zip(plain.model.net.parameters(), explicit.model.net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert SerialEvaluator(sync="center").sync == "center"
+    with pytest.raises(ValueError, match="sync='replay' applies to the parallel backends, not Se"):
+        SerialEvaluator(sync="replay")
+    with pytest.raises(ValueError, match="sync must be one of 'center', 'replay', got 'seeds'"):
+        SerialEvaluator(sync="seeds")

@@ -166,7 +166,10 @@ def test_constructor_errors_name_the_argument():
         make_es("dense", noise="x")
     with pytest.raises(ValueError, match="noise='mt19937' is not available"):
         make_es("lowrank", noise="mt19937")
-    es = make_es("lowrank:2")
+    with pytest.raises(ValueError, match=r"noise='mt19937' contradicts perturbation=Dense\("):
+        make_es(Dense(noise="philox"), noise="mt19937")
+    assert make_es(Dense(noise="philox"), noise="philox").perturbation == Dense(noise="philox")
+    es = make_es("lowrank(2)")
     assert es.perturbation == LowRank(2) and "LowRank(rank=2)" in repr(es)
 
 

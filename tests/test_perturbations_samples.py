@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from .test_sample_supervised import load_script, run
 
 def test_low_rank_flag_trains_records_the_family_and_resumes_bit_for_bit(tmp_path, capsys):
     tiny = ("--n-samples", "10", "--quiet", "--checkpoint-every", "1", "--batch-size", "128",
-            "--perturbation", "lowrank:2")  # fmt: skip
+            "--perturbation", "lowrank(2)")  # fmt: skip
     out = run(capsys, "--generations", "3", "--out", str(tmp_path / "straight"), *tiny)
     assert "after 3 generations, 30 evaluations" in out
     run(capsys, "--generations", "2", "--out", str(tmp_path / "resumed"), *tiny)
@@ -21,7 +23,7 @@ def test_low_rank_flag_trains_records_the_family_and_resumes_bit_for_bit(tmp_pat
         "--batch-size", "128")  # fmt: skip
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
     resumed = torch.load(checkpoint, weights_only=True)
-    assert straight["es"]["perturbation"] == resumed["es"]["perturbation"] == "lowrank:2"
+    assert straight["es"]["perturbation"] == resumed["es"]["perturbation"] == "lowrank(2)"
     assert straight["es"]["noise"] == "philox"
     for name, value in straight["net"].items():
         assert torch.equal(value, resumed["net"][name]), name
@@ -33,8 +35,10 @@ def test_low_rank_flag_trains_records_the_family_and_resumes_bit_for_bit(tmp_pat
 
 
 def test_bad_perturbation_flag_is_rejected():
-    with pytest.raises(ValueError, match="--perturbation: perturbation must be .* got 'lowrank:0'"):
-        load_script().parse_args(["--perturbation", "lowrank:0"])
+    for bad in ("lowrank(0)", "lowrank:"):
+        message = f"--perturbation: perturbation must be .* got {re.escape(repr(bad))}"
+        with pytest.raises(ValueError, match=message):
+            load_script().parse_args(["--perturbation", bad])
 
 
 def test_rl_sample_low_rank_resumes_exactly_and_keeps_its_family(tmp_path, capsys):
@@ -53,6 +57,6 @@ def test_rl_sample_low_rank_resumes_exactly_and_keeps_its_family(tmp_path, capsy
     a = load_checkpoint(tmp_path / "straight" / "Pendulum-v1" / "policy.pt")
     b = load_checkpoint(tmp_path / "resumed" / "Pendulum-v1" / "policy.pt")
     assert a["config"]["perturbation"] == b["config"]["perturbation"] == "lowrank"
-    assert b["es"]["perturbation"] == "lowrank:1" and b["es"]["generation"] == 4
+    assert b["es"]["perturbation"] == "lowrank(1)" and b["es"]["generation"] == 4
     for name, tensor in a["net"].items():
         assert torch.equal(tensor, b["net"][name]), name

@@ -1,4 +1,6 @@
+import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -170,7 +172,23 @@ def test_ordinal_ranks_move_the_centre_on_a_tied_pair():
 
 def test_parse_shaping_names():
     assert parse_shaping("top_pairs(4)").k == 4
-    assert parse_shaping(" top_pairs( 12 )".strip()).k == 12
+    assert parse_shaping(" top_pairs( 12 )").k == 12
     assert parse_shaping("centered_ranks") is centered_ranks
-    for bad in ("top_pairs(0)", "top_pairs()", "top_pairs(-2)", "softmax"):
-        assert parse_shaping(bad) is None
+    for bad in ("top_pairs(0)", "top_pairs()", "top_pairs(-2)", "softmax", "top_pairs(", "raw(1)"):
+        with pytest.raises(
+            ValueError, match=f"shaping must be one of .* got {re.escape(repr(bad))}"
+        ):
+            parse_shaping(bad)
+
+
+def test_top_pairs_is_a_frozen_dataclass_named_by_its_spec():
+    shape = TopPairs(3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shape.k = 4
+    assert shape == TopPairs(k=3) and hash(shape) == hash(TopPairs(3)) and shape != TopPairs(4)
+    assert (repr(shape), shape.spec, shape.__name__) == (
+        "TopPairs(k=3)",
+        "top_pairs(3)",
+        "top_pairs(3)",
+    )
+    assert TopPairs.__name__ == "TopPairs"

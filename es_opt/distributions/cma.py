@@ -9,6 +9,7 @@ CMA's mean shift ``c_m σ ⟨y⟩_w``, so ``torch.optim.SGD(params, lr=1.0)`` is
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -26,7 +27,7 @@ __all__ = ["CMAES", "cma_initial_state", "cma_update", "cma_noise_map", "MAX_DIM
 MAX_DIM = 10_000
 """Full CMA-ES's default dimension limit. ``C`` and ``B`` are dense float64 ``d × d`` matrices:
 16 d² bytes (1.6 GB at d = 10⁴, 160 GB at 10⁵), each eigendecomposition costs O(d³) (about a
-minute at d = 10⁴ on two CPU cores, amortised over ``⌊1/(10 d (c_1 + c_μ))⌋`` ≈ 70 generations
+minute at d = 10⁴ on two CPU cores, amortised over ``⌈1/(10 d (c_1 + c_μ))⌉`` ≈ 70 generations
 there) and each update O(λ d²)."""
 
 
@@ -125,7 +126,10 @@ def cma_update(
     w_circ = torch.where(weights < 0, weights * n / z.square().sum(dim=1), weights)
     stall = params.c_1 * (1 - h_sigma) * cc * (2 - cc)
     decay = 1 + stall - params.c_1 - params.c_mu * params.weight_sum
-    C = decay * state["C"] + params.c_1 * torch.outer(p_c, p_c) + params.c_mu * (y.T * w_circ) @ y
+    # one new d × d tensor, updated in place (the state's C is left as it was)
+    C = state["C"] * decay
+    C.addr_(p_c, p_c, alpha=params.c_1)
+    C.addmm_(y.T * w_circ, y, alpha=params.c_mu)
     out = {
         "sigma": new_sigma,
         "p_sigma": p_sigma,
@@ -163,7 +167,7 @@ class CMAES(SearchDistribution):
             instead of the default ``ln((λ+1)/2) − ln i``, normalised.
         max_dim: the largest dimension accepted (memory 16 d² bytes, eigendecomposition O(d³)).
         eigen_interval: generations between eigendecompositions (``None``: the tutorial's
-            ``max(1, ⌊1/(10 d (c_1 + c_μ))⌋)``).
+            ``max(1, ⌈1/(10 d (c_1 + c_μ))⌉)``, as pycma).
 
     Example:
         >>> cma = CMAES()
@@ -209,18 +213,15 @@ class CMAES(SearchDistribution):
                 f"({16 * dim * dim / 1e9:.1f} GB for C and B, an O(d³) eigendecomposition), "
                 f"past max_dim={self.max_dim}: use distribution='sep_cma' (separable CMA-ES, "
                 "O(d) memory and time) or the low-rank family "
-                "(perturbation='lowrank:r' with distribution='openai'), or raise max_dim"
+                "(perturbation='lowrank(r)' with distribution='openai'), or raise max_dim"
             )
         check_candidates("cma", self, n_samples)
 
     def parameters(self, dim: int, n_samples: int) -> CMAParameters:
         """The constants of a generation of ``n_samples`` members over ``dim`` parameters."""
-        params = cma_parameters(
-            dim, self.candidates(n_samples), active=self.active, weights=self.weights
+        return _parameters(
+            dim, self.candidates(n_samples), self.active, self.weights, self.eigen_interval
         )
-        if self.eigen_interval is not None:
-            params = _replace_interval(params, self.eigen_interval)
-        return params
 
     def init_state(
         self,
@@ -280,12 +281,20 @@ def check_candidates(name: str, distribution: Any, n_samples: int) -> None:
     candidates = distribution.candidates(n_samples)
     needed = max(MIN_POPULATION, len(distribution.weights or ()))
     if candidates < needed:
-        per = " pairs" if distribution.antithetic else ""
+        what = "mirrored pairs" if distribution.antithetic else "ranked candidates"
         raise ValueError(
-            f"distribution={name!r} needs at least {needed} ranked candidates{per}, got "
-            f"n_samples={n_samples} ({candidates}{per})"
+            f"distribution={name!r} needs at least {needed} {what}, got n_samples={n_samples} "
+            f"({candidates})"
         )
 
 
-def _replace_interval(params: CMAParameters, interval: int) -> CMAParameters:
-    return replace(params, eigen_interval=interval)
+@functools.lru_cache(maxsize=64)
+def _parameters(
+    dim: int,
+    candidates: int,
+    active: bool,
+    weights: tuple[float, ...] | None,
+    interval: int | None,
+) -> CMAParameters:
+    params = cma_parameters(dim, candidates, active=active, weights=weights)
+    return params if interval is None else replace(params, eigen_interval=interval)

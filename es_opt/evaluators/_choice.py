@@ -8,7 +8,7 @@ from typing import Any
 
 from .._validation import check_optional_int
 from ..errors import MissingExtraError
-from ._options import Options, check_devices
+from ._options import Options, check_devices, check_sync
 from .base import Evaluator
 
 __all__ = ["BACKENDS", "BACKEND_OPTIONS", "resolve_backend"]
@@ -37,7 +37,8 @@ def resolve_backend(
       when ``devices`` is given (``n_workers`` then defaults to ``len(devices)``) or
       ``n_workers > 1``; else ``"serial"``.
     - ``"serial"`` evaluates in this process, where the model is: ``n_workers`` other than 1,
-      ``devices`` or a parallel option contradicts it (``ValueError``).
+      ``devices`` or a parallel option contradicts it (``ValueError``); ``sync="center"``, what
+      it does, is accepted as on every backend.
     - ``"multiprocess"`` and ``"ray"`` take ``n_workers`` (at least ``len(devices)``), ``devices``,
       ``max_retries``, ``eval_timeout``, ``worker_threads`` and ``sync``; ``ray_address`` is
       Ray's alone.
@@ -92,6 +93,8 @@ def resolve_backend(
             backend = "serial"
 
     if backend == "serial":
+        if given.get("sync") is not None and check_sync(given["sync"]) == "center":
+            del given["sync"]  # the serial backend evaluates on the model: "center" is its way
         _refuse_for_serial(n_workers, devices, given)
         return "serial", {}
     if backend == "multiprocess" and "ray_address" in given:

@@ -13,7 +13,7 @@ import torch
 
 from .._validation import check_int, is_real
 
-__all__ = ["Options", "assign_devices", "check_devices", "default_n_workers"]
+__all__ = ["Options", "assign_devices", "check_devices", "check_sync", "default_n_workers"]
 
 
 def default_n_workers() -> int:
@@ -27,7 +27,20 @@ def default_n_workers() -> int:
 SYNCS = ("center", "replay")
 """How a worker gets each step's centre: sent by the main process (``"center"``), or recomputed
 from the previous step's fitness by a replica of the inner optimizer and checked against the
-centre's digest (``"replay"``: only scalars travel; see :mod:`es_opt.evaluators._replay`)."""
+centre's digest (``"replay"``: only scalars travel; see :mod:`es_opt.evaluators._replay`). The
+serial backend evaluates on the model itself: ``"center"`` is what it does."""
+
+
+def check_sync(sync: Any) -> str:
+    """``sync`` if it is one of :data:`SYNCS`, else a ``ValueError``.
+
+    Example:
+        >>> check_sync("center")
+        'center'
+    """
+    if not isinstance(sync, str) or sync not in SYNCS:
+        raise ValueError(f"sync must be one of {', '.join(map(repr, SYNCS))}, got {sync!r}")
+    return sync
 
 
 @dataclass(frozen=True)
@@ -68,8 +81,7 @@ class Options:
         max_retries = check_int("max_retries", max_retries, low=0)
         worker_threads = check_int("worker_threads", worker_threads, low=1)
         timeout = check_timeout(eval_timeout)
-        if sync not in SYNCS:
-            raise ValueError(f"sync must be one of {', '.join(map(repr, SYNCS))}, got {sync!r}")
+        sync = check_sync(sync)
         return cls(n_workers, checked_devices, max_retries, timeout, worker_threads, sync)
 
     def device_of(self, worker: int) -> str | None:

@@ -24,12 +24,26 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["NOISE_SCHEMES", "Perturbation", "matrix_shape"]
+from ..estimator import DEFAULT_BLOCK_ELEMENTS, pair_blocks
+
+__all__ = ["NOISE_SCHEMES", "Perturbation", "check_noise", "matrix_shape"]
 
 NOISE_SCHEMES = ("mt19937", "philox")
 """``"mt19937"``: one MT19937 generator per pair, seeded by a BLAKE2b hash of
 ``(seed, generation, pair)`` (:mod:`es_opt.noise`; the original scheme). ``"philox"``: the
 counter-based generator of :mod:`es_opt.perturbations.counter_noise`."""
+
+
+def check_noise(noise: str) -> str:
+    """``noise`` if it names a scheme of :data:`NOISE_SCHEMES`, else a ``ValueError``.
+
+    Example:
+        >>> check_noise("philox")
+        'philox'
+    """
+    if noise not in NOISE_SCHEMES:
+        raise ValueError(f"noise must be one of {', '.join(NOISE_SCHEMES)}, got {noise!r}")
+    return noise
 
 
 def matrix_shape(shape: Sequence[int]) -> tuple[int, int] | None:
@@ -53,8 +67,10 @@ def matrix_shape(shape: Sequence[int]) -> tuple[int, int] | None:
 class Perturbation:
     """Base class of perturbation families (see the module docstring).
 
-    Subclasses define :meth:`noise_sizes`, :meth:`draw`, :meth:`deltas` and :meth:`combine`;
-    :meth:`estimate` and :meth:`flat_deltas` are built on them.
+    Subclasses are frozen dataclasses of their configuration (the noise scheme included: it is
+    part of the family) and define :attr:`spec`, :meth:`noise_sizes`, :meth:`draw`,
+    :meth:`deltas` and :meth:`combine`; :meth:`estimate` and :meth:`flat_deltas` are built on
+    them.
 
     Attributes:
         noise: the noise scheme, one of :data:`NOISE_SCHEMES`.
@@ -64,7 +80,8 @@ class Perturbation:
 
     @property
     def spec(self) -> str:
-        """The family as a string (``"dense"``, ``"lowrank:1"``), for ``state_dict`` and CLIs."""
+        """The family as a string (``"dense"``, ``"lowrank(1)"``, the grammar of
+        :mod:`es_opt._spec`), for ``state_dict`` and CLIs; the noise scheme is saved beside it."""
         raise NotImplementedError
 
     def noise_sizes(self, shapes: Sequence[Sequence[int]]) -> list[int]:
@@ -121,7 +138,7 @@ class Perturbation:
         sigma: float,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
-        block_elements: int = 1 << 22,
+        block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     ) -> torch.Tensor:
         """The flat gradient estimate ``g = 1/(nσ) Σ_j (s⁺_j − s⁻_j) E_j`` (``[d]``, tensors
         concatenated in order) from scores in evaluation order (``+`` at even indices).
@@ -133,16 +150,13 @@ class Perturbation:
                 f"scores must be 1-D with an even length, got shape {tuple(scores.shape)}"
             )
         diffs = (scores[0::2] - scores[1::2]).to(device=device, dtype=dtype)
-        n_pairs = diffs.numel()
-        per_pair = max(1, sum(self.noise_sizes(shapes)))
-        block = max(1, block_elements // per_pair)
         total: list[torch.Tensor] | None = None
-        for start in range(0, n_pairs, block):
-            pairs = range(start, min(n_pairs, start + block))
+        per_pair = sum(self.noise_sizes(shapes))
+        for pairs in pair_blocks(diffs.numel(), per_pair, block_elements):
             noise = self.draw(
                 seed, generation, pairs, shapes, tensor_ids, dtype=dtype, device=device
             )
-            part = self.combine(diffs[start : pairs.stop], noise, shapes)
+            part = self.combine(diffs[pairs.start : pairs.stop], noise, shapes)
             total = part if total is None else [a.add_(b) for a, b in zip(total, part, strict=True)]
         if total is None:
             total = [torch.zeros(tuple(s), dtype=dtype, device=device) for s in shapes]

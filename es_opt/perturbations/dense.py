@@ -9,12 +9,14 @@ bounded block of rows at a time (:func:`es_opt.estimator.estimate_gradient`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from .. import noise as mt_noise
-from ..estimator import estimate_gradient
-from .base import NOISE_SCHEMES, Perturbation
+from .._spec import format_spec
+from ..estimator import DEFAULT_BLOCK_ELEMENTS, estimate_gradient
+from .base import Perturbation, check_noise
 from .counter_noise import counter_normals
 
 __all__ = ["Dense"]
@@ -27,6 +29,7 @@ def _numel(shape: Sequence[int]) -> int:
     return count
 
 
+@dataclass(frozen=True)
 class Dense(Perturbation):
     """Full-rank Gaussian noise on every selected entry.
 
@@ -43,14 +46,14 @@ class Dense(Perturbation):
         ([(2, 6), (2, 3)], 'dense')
     """
 
-    def __init__(self, noise: str = "mt19937"):
-        if noise not in NOISE_SCHEMES:
-            raise ValueError(f"noise must be one of {', '.join(NOISE_SCHEMES)}, got {noise!r}")
-        self.noise = noise
+    noise: str = "mt19937"
+
+    def __post_init__(self) -> None:
+        check_noise(self.noise)
 
     @property
     def spec(self) -> str:
-        return "dense"
+        return format_spec("dense")
 
     def noise_sizes(self, shapes: Sequence[Sequence[int]]) -> list[int]:
         return [_numel(shape) for shape in shapes]
@@ -98,7 +101,7 @@ class Dense(Perturbation):
         sigma: float,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
-        block_elements: int = 1 << 22,
+        block_elements: int = DEFAULT_BLOCK_ELEMENTS,
     ) -> torch.Tensor:
         """As :meth:`Perturbation.estimate`, through
         :func:`~es_opt.estimator.estimate_gradient` on the flat noise rows (for ``"mt19937"`` the
@@ -123,12 +126,3 @@ class Dense(Perturbation):
             device=device,
             block_elements=block_elements,
         )
-
-    def __repr__(self) -> str:
-        return f"Dense(noise={self.noise!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Dense) and other.noise == self.noise
-
-    def __hash__(self) -> int:
-        return hash(("dense", self.noise))
