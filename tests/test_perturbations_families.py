@@ -20,8 +20,18 @@ from es_opt.perturbations import (
     make_perturbation,
     matrix_shape,
 )
+from es_opt.population import Population
 
 SHAPES = [(5, 4), (5,), (3, 2, 2, 2), ()]
+
+
+def population(family, seed, generation, shapes, ids, sigma, n_evals):
+    """A float64 population of ``family`` over tensors of ``shapes`` (centre 0)."""
+    shapes = tuple(torch.Size(s) for s in shapes)
+    center = torch.zeros(sum(s.numel() for s in shapes), dtype=torch.float64)
+    names = tuple(f"t{i}" for i in range(len(shapes)))
+    return Population(generation, seed, sigma, n_evals, names, shapes, center, family=family,
+                      tensor_ids=tuple(ids))  # fmt: skip
 
 
 def _gen(seed):
@@ -134,7 +144,7 @@ def test_dense_mt19937_draws_the_original_flat_noise():
 def test_dense_estimate_is_the_original_estimate_bit_for_bit():
     scores = torch.randn(12, generator=_gen(4), dtype=torch.float64)
     g = Dense().estimate(
-        scores, 5, 2, SHAPES, [0, 1, 2, 3], sigma=0.3, dtype=torch.float64, block_elements=100
+        scores, population(Dense(), 5, 2, SHAPES, [0, 1, 2, 3], 0.3, 12), block_elements=100
     )
     expected = estimate_gradient(
         scores,
@@ -157,7 +167,7 @@ def test_estimate_equals_the_explicit_sum_for_any_block_size(family):
     expected = (diffs @ flat) / (10 * 0.2)
     for block in (1, 40, 10**6):
         g = family.estimate(
-            scores, 1, 9, SHAPES, ids, sigma=0.2, dtype=torch.float64, block_elements=block
+            scores, population(family, 1, 9, SHAPES, ids, 0.2, 10), block_elements=block
         )
         torch.testing.assert_close(g, expected, rtol=1e-12, atol=1e-12)
 
@@ -178,7 +188,7 @@ def test_estimate_is_unbiased_on_a_linear_function(family):
     scores = torch.empty(2 * pairs, dtype=torch.float64)
     scores[0::2] = (flat * sigma) @ flat_G
     scores[1::2] = -(flat * sigma) @ flat_G
-    g = family.estimate(scores, 0, 0, shapes, [0, 1], sigma=sigma, dtype=torch.float64)
+    g = family.estimate(scores, population(family, 0, 0, shapes, [0, 1], sigma, scores.numel()))
     error = float((g - flat_G).abs().max())
     assert error < 5 * 0.02 * math.sqrt(2) * float(flat_G.norm()), error
     cosine = float(g @ flat_G / (g.norm() * flat_G.norm()))

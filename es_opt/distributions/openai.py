@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from ..estimator import estimate_gradient
 from .base import DistributionStep, SearchDistribution
 from .schedules import SigmaSchedule, make_schedule, schedule_from_config
 
@@ -18,10 +17,10 @@ __all__ = ["OpenAIES", "openai_es_gradient"]
 def openai_es_gradient(scores: torch.Tensor, population: Any) -> torch.Tensor:
     """``g = 1/(n σ) Σ_j (s⁺_j − s⁻_j) E_j`` for the population's ``P`` pairs, ``n = 2P``
     evaluations (Salimans et al. 2017, eq. 1 with mirrored sampling), with ``E_j`` rebuilt from
-    the population's seeds a bounded block at a time: for dense per-pair MT19937 noise by
-    :func:`es_opt.estimator.estimate_gradient` (the original arithmetic, bit for bit), otherwise
-    by the family's own estimate (low-rank: one ``(diag(s⁺ − s⁻) A)ᵀ B`` product per matrix,
-    :meth:`es_opt.perturbations.Perturbation.estimate`).
+    the population's seeds a bounded block at a time by the family's estimate
+    (:meth:`es_opt.perturbations.Perturbation.estimate`; dense: the flat noise rows through
+    :func:`es_opt.estimator.estimate_gradient`, the original arithmetic bit for bit; low-rank:
+    one ``(diag(s⁺ − s⁻) A)ᵀ B`` product per matrix).
 
     Example:
         >>> from es_opt.population import Population
@@ -31,26 +30,7 @@ def openai_es_gradient(scores: torch.Tensor, population: Any) -> torch.Tensor:
         >>> torch.allclose(g, (pop.perturbation(0) - pop.perturbation(1)) / (4 * 0.5))
         True
     """
-    center = population.center
-    if not population.original_noise:
-        return population.family.estimate(
-            scores,
-            population.seed,
-            population.generation,
-            population.shapes,
-            population.ids,
-            sigma=population.sigma,
-            dtype=center.dtype,
-            device=center.device,
-        )
-    return estimate_gradient(
-        scores,
-        population.perturbations,
-        sigma=population.sigma,
-        dim=population.dim,
-        dtype=center.dtype,
-        device=center.device,
-    )
+    return population.family.estimate(scores, population)
 
 
 class OpenAIES(SearchDistribution):

@@ -21,6 +21,7 @@ function of ``(seed, generation, pair, tensor)``, so a worker rebuilds any membe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -128,20 +129,12 @@ class Perturbation:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def estimate(
-        self,
-        scores: torch.Tensor,
-        seed: int,
-        generation: int,
-        shapes: Sequence[Sequence[int]],
-        tensor_ids: Sequence[int],
-        *,
-        sigma: float,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-        block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+        self, scores: torch.Tensor, population: Any, *, block_elements: int = DEFAULT_BLOCK_ELEMENTS
     ) -> torch.Tensor:
         """The flat gradient estimate ``g = 1/(nσ) Σ_j (s⁺_j − s⁻_j) E_j`` (``[d]``, tensors
-        concatenated in order) from scores in evaluation order (``+`` at even indices).
+        concatenated in order) from scores in evaluation order (``+`` at even indices), for a
+        :class:`~es_opt.population.Population` drawn from this family (its seeds, shapes,
+        tensor ids, σ, dtype and device).
 
         Noise is drawn a block of pairs at a time (at most ``block_elements`` normals), so
         memory stays bounded however large the population."""
@@ -149,19 +142,19 @@ class Perturbation:
             raise ValueError(
                 f"scores must be 1-D with an even length, got shape {tuple(scores.shape)}"
             )
-        diffs = (scores[0::2] - scores[1::2]).to(device=device, dtype=dtype)
+        center, shapes = population.center, population.shapes
+        diffs = (scores[0::2] - scores[1::2]).to(device=center.device, dtype=center.dtype)
         total: list[torch.Tensor] | None = None
         per_pair = sum(self.noise_sizes(shapes))
         for pairs in pair_blocks(diffs.numel(), per_pair, block_elements):
-            noise = self.draw(
-                seed, generation, pairs, shapes, tensor_ids, dtype=dtype, device=device
-            )
-            part = self.combine(diffs[pairs.start : pairs.stop], noise, shapes)
+            part = self.combine(diffs[pairs.start : pairs.stop], population.noise(pairs), shapes)
             total = part if total is None else [a.add_(b) for a, b in zip(total, part, strict=True)]
         if total is None:
-            total = [torch.zeros(tuple(s), dtype=dtype, device=device) for s in shapes]
+            total = [
+                torch.zeros(tuple(s), dtype=center.dtype, device=center.device) for s in shapes
+            ]
         flat = torch.cat([t.reshape(-1) for t in total])
-        return flat / (scores.numel() * sigma)
+        return flat / (scores.numel() * population.sigma)
 
     def __str__(self) -> str:
         return self.spec

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -91,38 +92,18 @@ class Dense(Perturbation):
         return [(weights @ n).reshape(tuple(shape)) for n, shape in zip(noise, shapes, strict=True)]
 
     def estimate(
-        self,
-        scores: torch.Tensor,
-        seed: int,
-        generation: int,
-        shapes: Sequence[Sequence[int]],
-        tensor_ids: Sequence[int],
-        *,
-        sigma: float,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-        block_elements: int = DEFAULT_BLOCK_ELEMENTS,
+        self, scores: torch.Tensor, population: Any, *, block_elements: int = DEFAULT_BLOCK_ELEMENTS
     ) -> torch.Tensor:
         """As :meth:`Perturbation.estimate`, through
-        :func:`~es_opt.estimator.estimate_gradient` on the flat noise rows (for ``"mt19937"`` the
-        very arithmetic of the original estimate, bit for bit)."""
-
-        def rows(block: range) -> torch.Tensor:
-            if self.noise == "mt19937":  # already flat: no split and concatenation
-                flat = mt_noise.perturbations(seed, generation, block, dim, dtype=dtype)
-                return flat.to(device)
-            parts = self.draw(
-                seed, generation, block, shapes, tensor_ids, dtype=dtype, device=device
-            )
-            return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-        dim = sum(self.noise_sizes(shapes))
+        :func:`~es_opt.estimator.estimate_gradient` on the population's flat noise rows (for
+        ``"mt19937"`` the very arithmetic of the original estimate, bit for bit)."""
+        center = population.center
         return estimate_gradient(
             scores,
-            rows,
-            sigma=sigma,
-            dim=dim,
-            dtype=dtype,
-            device=device,
+            population.perturbations,
+            sigma=population.sigma,
+            dim=population.dim,
+            dtype=center.dtype,
+            device=center.device,
             block_elements=block_elements,
         )
