@@ -30,7 +30,7 @@ import torch
 import es_opt
 from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
 from es_opt.noise import derive_seed
-from es_opt.text import CharTokenizer, Prompts, TextReward
+from es_opt.text import CharTokenizer, Prompts, TextReward, probe_sigma, regime_report
 from es_opt.text.arithmetic import ALPHABET, addition_problems, answer, exact_match
 from es_opt.training.callbacks import Checkpoint, CSVLogger
 from es_opt.training.checkpoint import load_checkpoint
@@ -58,6 +58,12 @@ class Args:
         "batched", "members: batched forward or in place", choices=("batched", "in_place")
     )
     sigma: float = arg(0.01, "perturbation standard deviation")
+    probe_sigma: str = arg(
+        "",
+        "comma-separated sigmas to probe before ES (members changed, prompts with reward "
+        "variance, reward drop); ES then trains with the recommended one instead of --sigma",
+    )
+    regime: bool = arg(False, "print the regime report (pass@k at temperature 1) before ES")
     n_samples: int = arg(32, "population: evaluations per generation (even)")
     lr: float = arg(2e-4, "learning rate of the inner optimizer")
     optimizer: str = arg("adam", "inner optimizer", choices=OPTIMIZERS)
@@ -175,6 +181,21 @@ def held_out_accuracy(net, tokenizer, args: Args, *, carry: bool = True) -> floa
     return float(objective(net, Prompts(prompts)))
 
 
+def before_es(args: Args, net, tokenizer) -> None:
+    """The regime report and the sigma probe on a batch of training prompts; a probe sets
+    ``args.sigma`` to its recommendation."""
+    objective = TextReward(tokenizer, exact_match, max_new_tokens=4)
+    seed = derive_seed(args.seed, 13)
+    samples = Prompts(addition_problems(args.prompts, seed, carry=True), seed=seed)
+    if args.regime:
+        print(regime_report(net, objective, samples, n_samples=8, ks=(1, 8)).summary())
+    if args.probe_sigma:
+        sigmas = [float(value) for value in args.probe_sigma.split(",")]
+        probe = probe_sigma(net, objective, samples, sigmas, n_members=args.n_samples)
+        print(f"sigma probe:\n{probe.table()}")
+        args.sigma = probe.sigma
+
+
 def build_es(args: Args, net, tokenizer) -> es_opt.ESOptimizer:
     group_size = args.group_size or None
     objective = TextReward(
@@ -209,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         f"held-out accuracy before ES: {before:.3f} on carrying sums "
         f"({no_carry_before:.3f} without)"
     )
+    before_es(args, net, tokenizer)
     es = build_es(args, net, tokenizer)
     if args.resume:
         load_checkpoint(args.resume, es)

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "es_opt"
 
 APPLICATIONS = ("es_opt.rl", "es_opt.supervised", "es_opt.search", "es_opt.text")
-SHELL = ("es_opt.training", "es_opt.cli")
+SHELL = ("es_opt.training", "es_opt.cli", "es_opt.record")
 STEP = ("es_opt.optimizer",)
 
 # module prefix -> prefixes it must never import
@@ -22,6 +22,7 @@ FORBIDDEN = {
     "es_opt.perturbations": APPLICATIONS + SHELL + STEP + ("es_opt.evaluators",),
     "es_opt.distributions": APPLICATIONS + SHELL + STEP + ("es_opt.evaluators",),
     "es_opt.training": APPLICATIONS,
+    "es_opt.record": APPLICATIONS,
     "es_opt.loop": APPLICATIONS + SHELL + STEP,
     "es_opt.history": APPLICATIONS + SHELL + STEP,
 }

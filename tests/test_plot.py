@@ -149,3 +149,30 @@ def test_command_line_reports_errors_without_a_traceback(run, tmp_path, capsys):
     assert main([str(csv_path), "--title", "T"]) == 0  # default output: the CSV's name, .png
     assert capsys.readouterr().out.strip() == f"wrote {csv_path.with_suffix('.png')}"
     assert csv_path.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_first_panel_shows_what_decides_solved(run, tmp_path):
+    """The centre's evaluation (finite values only) and the target, in the legend too; from a
+    dict or from a CSV column, on the command line as well."""
+    history, csv_path = run
+    evaluation = {3: -1.0, 7: float("nan"), 11: -0.5}
+    fig = plot_history(history, evaluation=evaluation, evaluation_label="greedy", target=-0.25)
+    mean, evaluated, target = fig.axes[0].get_lines()
+    assert np.array_equal(mean.get_ydata(), history.fitness_mean[:, 0])
+    assert list(evaluated.get_xdata()) == [3, 11] and list(evaluated.get_ydata()) == [-1.0, -0.5]
+    assert list(target.get_ydata()) == [-0.25, -0.25]
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["min–max", "mean", "greedy", "target -0.25"]
+    assert len(fig.axes[1].get_lines()) == 1  # only the first objective's panel
+    lines = csv_path.read_text().splitlines()
+    rows = [f"{line},{'nan' if i % 4 else -i}" for i, line in enumerate(lines[1:])]
+    logged = tmp_path / "with_eval.csv"
+    logged.write_text("\n".join([lines[0] + ",eval", *rows]) + "\n")
+    _, from_csv = plot_history(logged, evaluation="eval", target=1.0).axes[0].get_lines()[:2]
+    assert list(from_csv.get_xdata()) == [0, 4, 8] and list(from_csv.get_ydata()) == [0, -4, -8]
+    assert main([str(logged), "--evaluation", "eval", "--target", "1", "-o",
+                 str(tmp_path / "c.png")]) == 0  # fmt: skip
+    with pytest.raises(ValueError, match=r"evaluation='accuracy' is not a numeric column"):
+        plot_history(logged, evaluation="accuracy")
+    with pytest.raises(TypeError, match=r"evaluation must be a \{generation: value\} dict"):
+        plot_history(history, evaluation=[1.0, 2.0])

@@ -1,12 +1,15 @@
 """Learning curves from a run's CSV log or :class:`~es_opt.training.History`, saved as a PNG.
 
 One panel per objective (the population's mean fitness, with a band from its min to its max), then
-the norm of the gradient estimate and the evaluations per second, all against the generation.
+the norm of the gradient estimate and the evaluations per second, all against the generation. The
+first objective's panel can also show what decides "solved": an evaluation of the centre (the
+greedy return of a policy, the test accuracy of a classifier) and the target it must reach.
 Needs the ``plot`` extra (``pip install "es_opt[plot]"``).
 
 From the command line::
 
     python -m es_opt.training.plot runs/cartpole.csv -o curve.png --title "CartPole-v1"
+    python -m es_opt.training.plot runs/rl/CartPole-v1/log.csv --evaluation eval_return --target 475
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import csv
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,9 @@ def plot_history(
     title: str | None = None,
     objective_names: Sequence[str] | None = None,
     dpi: int = 120,
+    evaluation: Mapping[int, float] | str | None = None,
+    evaluation_label: str = "evaluation",
+    target: float | None = None,
 ) -> Any:
     """Draws the learning curves and saves them to ``path`` (PNG) when given.
 
@@ -90,6 +96,11 @@ def plot_history(
         title: the figure's title.
         objective_names: one name per objective, for the fitness panels' labels.
         dpi: resolution of the saved image.
+        evaluation: the centre's evaluation at some generations, drawn on the first objective's
+            panel: ``{generation: value}``, or the name of a CSV column (rows without a finite
+            value are skipped), e.g. the RL sample's ``eval_return``.
+        evaluation_label: its legend entry (e.g. ``"greedy return"``, ``"test accuracy"``).
+        target: the value that counts as solved, drawn as a dashed line on that panel.
 
     Returns:
         the ``matplotlib.figure.Figure`` (drawn without pyplot, so no window opens and no global
@@ -118,6 +129,7 @@ def plot_history(
         )
     else:
         names = [str(n) for n in objective_names]
+    evaluated = _evaluation_points(evaluation, columns)
 
     n_panels = n_objectives + 2
     height = 2.3 * n_panels + (0.4 if title else 0.0)
@@ -140,7 +152,14 @@ def plot_history(
         ax.plot(x, mean, color="C0", linewidth=1.6, label="mean")
         ax.set_ylabel(name)
         if k == 0:
-            ax.legend(loc="upper left", fontsize="small", frameon=False)
+            if evaluated is not None:
+                ax.plot(*evaluated, color="C3", marker="o", markersize=3, linewidth=1.2,
+                        label=evaluation_label)  # fmt: skip
+            if target is not None:
+                ax.axhline(float(target), color="C2", linestyle="--", linewidth=1.2,
+                           label=f"target {float(target):g}")  # fmt: skip
+            solved = evaluated is not None or target is not None
+            ax.legend(loc="best" if solved else "upper left", fontsize="small", frameon=False)
     grad_ax, speed_ax = axes[n_objectives], axes[n_objectives + 1]
     grad = columns.get("grad_norm", np.full_like(x, np.nan))
     grad_ax.plot(x, grad, color="C1", linewidth=1.2)
@@ -165,6 +184,31 @@ def plot_history(
     return fig
 
 
+def _evaluation_points(
+    evaluation: Mapping[int, float] | str | None, columns: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(generations, values)`` of the finite evaluations, or None."""
+    if evaluation is None:
+        return None
+    if isinstance(evaluation, str):
+        if evaluation not in columns:
+            raise ValueError(
+                f"evaluation={evaluation!r} is not a numeric column of the log (columns: "
+                f"{sorted(columns)})"
+            )
+        x, y = columns["generation"], columns[evaluation]
+    elif isinstance(evaluation, Mapping):
+        x = np.array(list(evaluation), dtype=np.float64)
+        y = np.array([float(v) for v in evaluation.values()], dtype=np.float64)
+    else:
+        raise TypeError(
+            f"evaluation must be a {{generation: value}} dict or a CSV column name, got "
+            f"{type(evaluation).__name__}"
+        )
+    keep = np.isfinite(y)
+    return x[keep], y[keep]
+
+
 def _spans_decades(values: np.ndarray) -> bool:
     finite = values[np.isfinite(values)]
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
@@ -186,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--objective-names", help="comma-separated names of the objectives, e.g. return,cost"
     )
     parser.add_argument("--dpi", type=int, default=120, help="resolution of the PNG")
+    parser.add_argument(
+        "--evaluation", help="a column of the centre's evaluations to draw, e.g. eval_return"
+    )
+    parser.add_argument("--target", type=float, help="the value that counts as solved")
     args = parser.parse_args(argv)
     output = args.output or str(Path(args.csv).with_suffix(".png"))
     names = args.objective_names.split(",") if args.objective_names else None
@@ -196,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             title=args.title or Path(args.csv).name,
             objective_names=names,
             dpi=args.dpi,
+            evaluation=args.evaluation,
+            evaluation_label=args.evaluation or "evaluation",
+            target=args.target,
         )
     except (FileNotFoundError, ValueError, ImportError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
