@@ -159,7 +159,11 @@ class Population:
         if noise_map is None:
             return eps
         noise_map = noise_map.to(dtype=eps.dtype, device=eps.device)
-        return eps * noise_map if noise_map.dim() == 1 else eps @ noise_map.T
+        if noise_map.dim() == 1:
+            return eps * noise_map
+        # one matrix-vector product per draw: a matrix product over several rows rounds
+        # differently with the number of rows, and a member must not depend on its batch
+        return torch.stack([torch.mv(noise_map, row) for row in eps]) if len(eps) else eps
 
     def perturbation(self, pair: int) -> torch.Tensor:
         """``E_j`` of one pair, flat, on the center's device and dtype."""

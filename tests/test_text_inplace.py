@@ -10,14 +10,7 @@ from torch import nn
 
 from es_opt.text import member_deltas, perturbed_in_place
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is many times faster than several on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bf16_net() -> nn.Module:

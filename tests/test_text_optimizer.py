@@ -9,35 +9,16 @@ import torch
 
 from es_opt import ESOptimizer
 from es_opt.perturbations import Dense, LowRank
-from es_opt.text import CharTokenizer, Prompts, TextReward
+from es_opt.text import Prompts, TextReward
 from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
+from tests.text_fixture import TOKENIZER, digit_reward, tiny_gpt2
 
-transformers = pytest.importorskip("transformers")
+pytest.importorskip("transformers")
 
-TOKENIZER = CharTokenizer("0123456789+=")
 SAMPLES = Prompts(["12+34=", "50+05=", "99+01=", "07+70="])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def digit_reward(prompt: str, completion: str) -> float:
-    """Graded, so that members differ: the digit sum of the completion (module level: picklable)."""
-    return float(sum(int(c) for c in completion if c.isdigit()))
-
-
-def tiny_gpt2() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, vocab_size=TOKENIZER.vocab_size, n_positions=32,
-        bos_token_id=1, eos_token_id=1, pad_token_id=0,
-    )  # fmt: skip
-    return transformers.GPT2LMHeadModel(config).eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_es(net, family, evaluation="batched", vectorize=True, **options):

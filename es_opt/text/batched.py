@@ -1,17 +1,19 @@
 """Population-batched forward: every member's perturbation applied to its own rows of one batch.
 
 With low-rank perturbations (EGGROLL, Sarkar et al. 2025, arXiv 2511.16652, §4) member ``m``'s
-weight matrix is ``W + s_m A_m B_mᵀ`` (``W`` of shape ``[p, q]``, ``A_m: [p, r]``,
-``B_m: [q, r]``, ``s_m = ±σ/√r``). Its product with the member's inputs never needs the perturbed
-matrix:
+weight matrix is ``W + s_m A_m B_mᵀ/√r`` (``W`` of shape ``[p, q]``, ``A_m: [p, r]``,
+``B_m: [q, r]``, ``s_m = ±σ``: the numbers of :class:`~es_opt.perturbations.LowRank`). Its
+product with the member's inputs never needs the perturbed matrix (write ``c = s/√r``):
 
-    nn.Linear (y = x Wᵀ + b):         x (W + s A Bᵀ)ᵀ = x Wᵀ + s (x B) Aᵀ
-    GPT-2 Conv1D (y = x W + b):        x (W + s A Bᵀ)  = x W  + s (x A) Bᵀ
-    nn.Embedding (y = W[i]):           (W + s A Bᵀ)[i] = W[i] + s A[i] Bᵀ
+    nn.Linear (y = x Wᵀ + b):         x (W + c A Bᵀ)ᵀ = x Wᵀ + c (x B) Aᵀ
+    GPT-2 Conv1D (y = x W + b):        x (W + c A Bᵀ)  = x W  + c (x A) Bᵀ
+    nn.Embedding (y = W[i]):           (W + c A Bᵀ)[i] = W[i] + c A[i] Bᵀ
 
 so the whole batch shares one GEMM with ``W`` and each member adds two skinny products, like
-batched LoRA inference. Vectors (biases, LayerNorm scales) and any parameter given a
-:class:`DenseNoise` get the member's full perturbation ``s_m ε_m``.
+batched LoRA inference: Linear and Conv1D call :func:`es_opt.perturbations.low_rank_linear`, the
+forward that :class:`~es_opt.StackedModel` uses for low-rank MLPs. Vectors (biases, LayerNorm
+scales) and any parameter given a :class:`DenseNoise` get the member's full perturbation
+``s_m ε_m``.
 
 :func:`batched_members` swaps the ``forward`` of the modules that hold perturbed parameters for
 the duration of a ``with`` block. Covered modules: ``nn.Linear``, ``transformers``' ``Conv1D``
@@ -31,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..perturbations import low_rank_delta, low_rank_linear
+
 __all__ = [
     "COVERED_MODULES",
     "DenseNoise",
@@ -45,12 +49,12 @@ COVERED_MODULES = ("nn.Linear", "transformers Conv1D", "nn.Embedding", "nn.Layer
 @dataclass(frozen=True)
 class LowRankNoise:
     """Members' low-rank perturbations of one matrix ``W: [p, q]``: member ``m`` adds
-    ``scale[m] · a[m] @ b[m]ᵀ``.
+    ``scale[m] · a[m] @ b[m]ᵀ / √r`` (:class:`~es_opt.perturbations.LowRank`'s ``E = A Bᵀ/√r``).
 
     Attributes:
         a: ``[M, p, r]``.
         b: ``[M, q, r]``.
-        scale: ``[M]``, e.g. ``±σ/√r`` (the sign of the member in its antithetic pair).
+        scale: ``[M]``, the member's signed σ (``+σ`` or ``−σ`` in its antithetic pair).
     """
 
     a: torch.Tensor
@@ -58,8 +62,10 @@ class LowRankNoise:
     scale: torch.Tensor
 
     def delta(self, member: int) -> torch.Tensor:
-        """Member ``member``'s perturbation as a dense ``[p, q]`` matrix."""
-        return self.scale[member] * (self.a[member] @ self.b[member].T)
+        """Member ``member``'s perturbation as a dense ``[p, q]`` matrix (the arithmetic of
+        :class:`~es_opt.Population`'s members: ``E`` first, then times ``scale``)."""
+        e = low_rank_delta(self.a[member : member + 1], self.b[member : member + 1])[0]
+        return e * self.scale[member]
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,8 @@ class DenseNoise:
     scale: torch.Tensor
 
     def delta(self, member: int) -> torch.Tensor:
-        return self.scale[member] * self.eps[member]
+        """Member ``member``'s perturbation, of the parameter's shape."""
+        return self.eps[member] * self.scale[member]
 
 
 Noise = LowRankNoise | DenseNoise
@@ -103,8 +110,8 @@ def batched_members(net: nn.Module, noise: Mapping[str, Noise], n_members: int):
 
     Example:
         >>> net = nn.Linear(3, 2)
-        >>> gen = torch.Generator().manual_seed(0)
-        >>> a, b = torch.randn(2, 2, 1, generator=gen), torch.randn(2, 3, 1, generator=gen)
+        >>> a = torch.tensor([[[1.0], [-2.0]], [[0.5], [1.0]]])  # [members, out, rank]
+        >>> b = torch.tensor([[[1.0], [0.0], [2.0]], [[3.0], [1.0], [-1.0]]])  # [members, in, rank]
         >>> noise = {"weight": LowRankNoise(a, b, torch.tensor([0.1, -0.1]))}
         >>> x = torch.ones(4, 3)  # rows 0-1: member 0, rows 2-3: member 1
         >>> with batched_members(net, noise, 2):
@@ -196,27 +203,30 @@ def _per_dtype(prepare):
 
 
 def _matrix_forward(module: nn.Module, own: dict[str, Noise], n_members: int, transposed: bool):
-    """``y = x Wᵀ + b`` (Linear) or ``x W + b`` (Conv1D) for every member: one shared
-    ``addmm`` over all rows, then one ``baddbmm`` that adds each member's correction (rank r:
-    ``(x · s B) Aᵀ``; dense: ``x · s εᵀ``) and a broadcast add of its bias perturbation ``s ε_b``.
+    """``y = x Wᵀ + b`` (Linear, ``transposed``) or ``x W + b`` (Conv1D, ``W`` stored
+    ``[in, out]``) for every member. Low-rank: :func:`~es_opt.perturbations.low_rank_linear` (one
+    shared ``addmm`` over all rows, one ``baddbmm`` of each member's ``(x B) Aᵀ``, its bias
+    perturbation added with the shared product). Dense: the shared ``addmm`` and one ``baddbmm``
+    of ``x · s εᵀ``.
 
-    The members' factors (``s B`` and ``Aᵀ``, ``s εᵀ``, ``s ε_b``) are scaled and laid out once
-    per block, not once per forward: decoding calls the forward once per new token."""
+    The members' factors are cast and laid out once per block, not once per forward: decoding
+    calls the forward once per new token."""
     weight_noise, bias_noise = own.get("weight"), own.get("bias")
 
     def prepare(dtype: torch.dtype):
         low_rank = dense = bias = None
         if isinstance(weight_noise, LowRankNoise):
-            first, second = (
-                (weight_noise.b, weight_noise.a) if transposed else (weight_noise.a, weight_noise.b)
-            )
-            scale = weight_noise.scale.to(dtype).view(-1, 1, 1)
-            low_rank = (first.to(dtype) * scale, second.to(dtype).transpose(1, 2).contiguous())
+            # Linear's W is [out, in], low_rank_linear's own layout; Conv1D's is [in, out], its
+            # transpose, whose factors are (B, A)
+            a, b = weight_noise.a.to(dtype), weight_noise.b.to(dtype)
+            low_rank = [*((a, b) if transposed else (b, a)), weight_noise.scale.to(dtype), None]
+            if bias_noise is not None and torch.equal(bias_noise.scale, weight_noise.scale):
+                low_rank[3] = bias_noise.eps.to(dtype).view(n_members, -1)
         elif isinstance(weight_noise, DenseNoise):
             eps = weight_noise.eps.to(dtype)
             eps = eps.transpose(1, 2) if transposed else eps
             dense = (eps * weight_noise.scale.to(dtype).view(-1, 1, 1)).contiguous()
-        if bias_noise is not None:
+        if bias_noise is not None and (low_rank is None or low_rank[3] is None):
             bias_scale = bias_noise.scale.to(dtype).view(-1, 1, 1)
             bias = bias_noise.eps.to(dtype).view(n_members, 1, -1) * bias_scale
         return low_rank, dense, bias
@@ -225,15 +235,16 @@ def _matrix_forward(module: nn.Module, own: dict[str, Noise], n_members: int, tr
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         members = _by_member(x, n_members)
-        weight = module.weight.T if transposed else module.weight  # [in, out]
-        flat = members.reshape(-1, members.shape[-1])
-        out = flat @ weight if module.bias is None else torch.addmm(module.bias, flat, weight)
-        out = out.view(n_members, -1, weight.shape[1])
+        weight = module.weight if transposed else module.weight.T  # [out, in]
         low_rank, dense, bias = factors(x.dtype)
         if low_rank is not None:
-            out = torch.baddbmm(out, torch.bmm(members, low_rank[0]), low_rank[1])  # [M, N, r]
-        elif dense is not None:
-            out = torch.baddbmm(out, members, dense)
+            out = low_rank_linear(members, weight, module.bias, *low_rank)
+        else:
+            flat, bias_ = members.reshape(-1, members.shape[-1]), module.bias
+            out = flat @ weight.T if bias_ is None else torch.addmm(bias_, flat, weight.T)
+            out = out.view(n_members, -1, weight.shape[0])
+            if dense is not None:
+                out = torch.baddbmm(out, members, dense)
         if bias is not None:
             out = out + bias
         return out.reshape(*x.shape[:-1], out.shape[-1])
@@ -254,9 +265,9 @@ def _embedding_forward(name: str, module: nn.Embedding, own: dict[str, Noise], n
         flat = _by_member(ids.unsqueeze(-1), n_members).squeeze(-1)
         rows = torch.arange(n_members, device=ids.device).unsqueeze(1)
         scale = noise.scale.to(out.dtype).view(-1, 1, 1)
-        if isinstance(noise, LowRankNoise):
+        if isinstance(noise, LowRankNoise):  # the rows of E = A Bᵀ/√r, then times ±σ
             picked = noise.a.to(out.dtype)[rows, flat]  # [M, N, r]
-            delta = torch.bmm(picked, noise.b.to(out.dtype).transpose(1, 2)) * scale
+            delta = low_rank_delta(picked, noise.b.to(out.dtype)) * scale
         else:
             delta = noise.eps.to(out.dtype)[rows, flat] * scale
         return out + delta.reshape(out.shape)

@@ -31,7 +31,7 @@ Delta = Callable[[], torch.Tensor]
 
 
 @contextmanager
-def perturbed_in_place(net: nn.Module, deltas: Mapping[str, Delta]):
+def perturbed_in_place(net: nn.Module, deltas: Mapping[str, Delta], *, values: bool = False):
     """Within the block, every forward of ``net`` runs with parameter ``name`` replaced by
     ``parameter + deltas[name]()``; outside the module's own forward the parameters are exactly
     as they were (a copy, not a subtraction, restores them).
@@ -41,6 +41,10 @@ def perturbed_in_place(net: nn.Module, deltas: Mapping[str, Delta]):
         deltas: parameter name → a function returning the perturbation (any dtype that adds to
             the parameter; it is added in the promoted dtype and rounded once to the parameter's).
             It is called each time the owning module runs.
+        values: the functions return the parameter's whole value for the forward instead (copied
+            in, so rounded once to the parameter's dtype): a member built around a centre of
+            higher precision than the parameter, such as the float32 master weights of a
+            bfloat16 model (:func:`~es_opt.text.member_values_of`).
 
     Example:
         >>> net = nn.Linear(2, 1).to(torch.bfloat16)
@@ -65,7 +69,10 @@ def perturbed_in_place(net: nn.Module, deltas: Mapping[str, Delta]):
             with torch.no_grad():
                 for param, fn in own:
                     saved.append((param, param.detach().clone()))
-                    param.add_(fn())
+                    if values:
+                        param.copy_(fn())
+                    else:
+                        param.add_(fn())
 
         def hook(mod: nn.Module, args, output) -> None:
             _restore(saved)

@@ -31,7 +31,7 @@ from ..objective import Objective, Samples
 from .batched import Noise, batched_members
 from .decoding import generate
 from .inplace import perturbed_in_place
-from .member_noise import member_deltas_of, population_members
+from .member_noise import member_values_of, population_members
 
 __all__ = ["Prompts", "TextReward"]
 
@@ -248,7 +248,7 @@ class TextReward(Objective):
             return self.evaluate_members(net, samples, population_members(pop, indices))
         rows = []
         for index in indices:
-            with perturbed_in_place(net, member_deltas_of(pop, index)):
+            with perturbed_in_place(net, member_values_of(pop, index), values=True):
                 tokens = self.generated_tokens(net, samples)[0]
             rows.append(self.fitness(self.score(samples, tokens)))
         return torch.stack(rows)
