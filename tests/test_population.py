@@ -74,3 +74,29 @@ def test_index_out_of_range_and_pickle_size():
         pop.parameters(8)
     # a population travels as its center and a few integers, never as its members
     assert len(pickle.dumps(pop)) < 1000 * 8 + 2000
+
+
+@pytest.mark.parametrize("mirrored", [False, True], ids=["independent", "mirrored"])
+def test_a_full_covariance_member_does_not_depend_on_its_batch(mirrored):
+    """Members ``θ + σ B D z`` (CMA-ES's noise map): each row of a batch equals the member built
+    alone, bit for bit, whatever the batch (a worker builds its chunk, serial builds them all)."""
+    from es_opt.distributions import CMAES
+
+    dim = 60
+    distribution = CMAES(antithetic=mirrored)
+    state = distribution.init_state(0.3, dim, dtype=torch.float64)
+    draw = torch.randn(dim, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    rotation, _ = torch.linalg.qr(draw)
+    scales = torch.linspace(0.1, 3.0, dim, dtype=torch.float64)
+    covariance = rotation @ torch.diag(scales**2) @ rotation.T
+    state = {**state, "B": rotation, "D": scales, "C": covariance}
+    center = torch.randn(dim, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    pop = Population(3, 11, 0.3, 12, ("w",), (torch.Size([dim]),), center,
+                     distribution=distribution, state=state)  # fmt: skip
+    whole = pop.stacked_parameters(range(12))
+    for index in range(12):
+        assert torch.equal(whole[index], pop.parameters(index)), index
+    assert torch.equal(pop.stacked_parameters([5, 2, 9]), whole[[5, 2, 9]])
+    z = pop.perturbations([pop.draw_index(4)])[0]
+    expected = center + pop.sign(4) * 0.3 * (rotation @ (scales * z))
+    torch.testing.assert_close(whole[4], expected, rtol=1e-12, atol=1e-12)
