@@ -158,3 +158,37 @@ def test_l1_weight_trades_accuracy_for_smaller_weights():
             es.gradient_step(samples)
         finals[weight] = L1Norm()(es.model, None)
     assert finals[1.0] < 0.7 * finals[0.0]
+
+
+def test_predicted_class_is_torch_argmax_exactly_with_ties_nans_and_infinities():
+    from es_opt.supervised.objectives import _predicted_class
+
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(50):
+        b, n, c = (int(v) for v in torch.randint(1, 13, (3,), generator=gen))
+        scores = torch.randint(-2, 3, (b, n, c), generator=gen).float()  # many ties
+        for value in (float("nan"), float("inf"), float("-inf")):
+            scores[torch.rand(b, n, c, generator=gen) < 0.05] = value
+        for x in (scores, scores.double(), scores.transpose(0, 1)):
+            assert torch.equal(_predicted_class(x), x.argmax(dim=-1))
+
+
+def test_batched_digits_mlp_gives_each_member_the_bits_of_its_own_nn_linear():
+    """The stacked first layer (bias added inside the batched product) and the accuracy's argmax
+    reproduce evaluating each member alone, bit for bit, on digits-sized work."""
+    from es_opt.evaluators.stacked import StackedModel
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 32), nn.Tanh(), nn.Linear(32, 10))
+    model = Model(net)
+    es = es_opt.ESOptimizer(model, objective_fn=Accuracy(), n_samples=12, sigma=0.1)
+    samples = data(n=300, features=64, classes=10)
+    population = es.ask()
+    stacked = StackedModel(model, population, range(12))
+    logits = stacked(samples.inputs)
+    for index in range(12):
+        with population.loaded(net, index), torch.no_grad():
+            assert torch.equal(logits[index], net(samples.inputs)), index
+    vec, _ = evaluate_indices(model, Accuracy(), population, samples, range(12))
+    one, _ = evaluate_indices(model, Accuracy(vectorize=False), population, samples, range(12))
+    assert torch.equal(torch.stack(vec), torch.stack(one))

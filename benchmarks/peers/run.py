@@ -1,9 +1,10 @@
-"""Side-by-side benchmark of es_opt against EvoTorch and pytorch-optimize on three tasks.
+"""Side-by-side benchmark of es_opt against EvoTorch, evosax, EvoX and pytorch-optimize.
 
     bash benchmarks/peers/setup_env.sh                      # once: the peers' own venv
     benchmarks/peers/.venv/bin/python benchmarks/peers/run.py            # full suite
     benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --quick    # one seed, short caps
     benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --sides evotorch --tasks digits
+    benchmarks/peers/.venv/bin/python benchmarks/peers/run.py --sides active --quick  # all peers
 
 Every run is a fresh subprocess (``benchmarks.peers.worker``) with a timeout, so a crash, a
 failed import or a hang of one side is reported with its error text and the suite goes on.
@@ -37,17 +38,17 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.peers import tasks  # noqa: E402
+from benchmarks.peers import pairs, tasks  # noqa: E402
 from benchmarks.peers.worker import SIDE_MODULES  # noqa: E402
 
-SIDES = ("es_opt", "evotorch", "pytorch-optimize")
+SIDES = tuple(pairs.GROUPS["classic"])
 PEERS = ("evotorch", "pytorch-optimize")
-# es_opt's PGPE and SNES rows, each against EvoTorch's same algorithm on the same task
-COUNTERPARTS = {"es_opt-pgpe": "evotorch-pgpe", "es_opt-snes": "evotorch-snes"}
 # Interpreter start and imports (torch, gymnasium, the side's library) outside each run's clock:
 # 3-10 s per run measured on 2 busy cores.
 START_OVERHEAD_S = 8.0
 TIMEOUT_GRACE_S = 60.0  # a generation that started before the deadline may finish
+# JIT compilation before the clock (evosax: 3-10 s per run here, more under load).
+COMPILE_ALLOWANCE_S = {"evosax": 60.0}
 # Typical CartPole solve times on 2 cores (for the up-front estimate only).
 TYPICAL_CARTPOLE_S = {"es_opt": 10.0, "evotorch": 20.0, "pytorch-optimize": 20.0}
 
@@ -83,7 +84,9 @@ def estimate_s(runs: list[RunSpec]) -> tuple[float, float]:
     return typical, worst
 
 
-def execute(run: RunSpec, python: str, threads: int) -> dict[str, Any]:
+def execute(
+    run: RunSpec, python: str, threads: int, grace_s: float = TIMEOUT_GRACE_S
+) -> dict[str, Any]:
     """One run in a fresh subprocess; always returns a dict (with ``error`` on failure)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
@@ -115,7 +118,10 @@ def execute(run: RunSpec, python: str, threads: int) -> dict[str, Any]:
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=run.budget_s + TIMEOUT_GRACE_S + START_OVERHEAD_S,
+                timeout=run.budget_s
+                + grace_s
+                + START_OVERHEAD_S
+                + COMPILE_ALLOWANCE_S.get(run.side.split("-")[0], 0.0),
             )
         except subprocess.TimeoutExpired as exc:
             tail = (exc.stderr or b"")[-1500:]
@@ -222,13 +228,15 @@ def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
         )
         lines += [
             "",
-            "| side | test accuracy at the deadline (%) | time to 96 % (s) |",
-            "|---|---|---|",
+            "| side | test accuracy at the deadline (%) | time to 96 % (s) | reached 96 % |",
+            "|---|---|---|---|",
         ]
         for s in sides:
+            t96 = m[s]["time_to_96_s"]
+            reached = sum(v != float("inf") for v in t96)
             lines.append(
                 f"| {s} | {_cell(m[s]['final_test_acc'])} "
-                f"| {_cell(m[s]['time_to_96_s'], cap=cap)} |"
+                f"| {_cell(t96, cap=cap)} | {reached}/{len(t96)} |"
             )
         ratio_keys = [("final_test_acc", "accuracy"), ("time_to_96_s", "time to 96 %")]
     else:
@@ -240,6 +248,7 @@ def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
         for s in sides:
             lines.append(f"| {s} | {_cell(m[s]['best_return'])} |")
         ratio_keys = [("best_return", "best return")]
+    _add_compile_column(lines, by_side)
     lines.append("")
     lines.append("Cells: median [min – max] over seeds.")
     if "es_opt" in m and any(p in m for p in PEERS):
@@ -252,17 +261,13 @@ def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
             if p in m:
                 row = [_ratio(m["es_opt"][k], m[p][k]) for k, _ in ratio_keys]
                 lines.append(f"| es_opt / {p} | " + " | ".join(row) + " |")
-    pairs = [(ours, theirs) for ours, theirs in COUNTERPARTS.items() if ours in m and theirs in m]
-    if pairs:
-        lines += [
-            "",
-            "| ratio (medians), same algorithm | " + " | ".join(k[1] for k in ratio_keys) + " |",
-            "|---|" + "---|" * len(ratio_keys),
-        ]
-        for ours, theirs in pairs:
-            row = [_ratio(m[ours][k], m[theirs][k]) for k, _ in ratio_keys]
-            lines.append(f"| {ours} / {theirs} | " + " | ".join(row) + " |")
-    if task == tasks.PENDULUM and (pairs or ("es_opt" in m and any(p in m for p in PEERS))):
+    headline = pairs.HEADLINE[task][0]
+    medians = {s: (_stats(m[s][headline]) or (None,))[0] for s in sides}
+    pair_lines = pairs.ratio_rows(
+        task, sides, lambda a, b, k: _ratio(m[a][k], m[b][k]), ratio_keys, medians
+    )
+    lines += pair_lines
+    if task == tasks.PENDULUM and (pair_lines or ("es_opt" in m and any(p in m for p in PEERS))):
         lines.append("")
         lines.append("Returns are negative: a ratio below 1 means es_opt is better.")
     for s in sides:
@@ -279,6 +284,26 @@ def task_table(task: str, by_side: dict[str, list[dict]]) -> str:
             what = r.get("skipped") or r["error"].strip().splitlines()[-1][:300]
             lines.append(f"- {s}, {task}, seed {r.get('seed')}: {what}")
     return "\n".join(lines) + "\n"
+
+
+def _add_compile_column(lines: list[str], by_side: dict[str, list[dict]]) -> None:
+    """Appends a "JIT compile (s)" column to the side table (in place) when a side reports
+    ``compile_s``; the side's name says whether it was inside the clock (``-jit``) or not."""
+    compile_s = {
+        s: [r["compile_s"] for r in rs if r.get("compile_s") is not None]
+        for s, rs in by_side.items()
+    }
+    if not any(compile_s.values()):
+        return
+    for k, line in enumerate(lines):
+        if line.startswith("| side |"):
+            lines[k] = line + " JIT compile (s) |"
+            lines[k + 1] += "---|"
+        elif line.startswith("| ") and line.split(" | ")[0][2:] in by_side:
+            side = line.split(" | ")[0][2:]
+            where = " (in clock)" if side.endswith("-jit") else ""
+            cell = _cell(compile_s[side], 2) + where if compile_s[side] else "–"
+            lines[k] = line + f" {cell} |"
 
 
 def load_average() -> str:
@@ -301,7 +326,7 @@ def machine_description(python: str) -> str:
         "import importlib.metadata as m, json\n"
         "out = {}\n"
         "for n in ['torch', 'numpy', 'gymnasium', 'scikit-learn', 'evotorch',"
-        " 'pytorch-optimize', 'es_opt']:\n"
+        " 'pytorch-optimize', 'evosax', 'jax', 'evox', 'es_opt']:\n"
         "    try: out[n] = m.version(n)\n"
         "    except m.PackageNotFoundError: out[n] = 'not installed'\n"
         "print(json.dumps(out))\n"
@@ -358,6 +383,8 @@ def plot(results_by_task: dict[str, dict[str, list[dict]]], path: Path) -> None:
         "es_opt-snes": "darkgreen",
         "evotorch-pgpe": "cornflowerblue",
         "evotorch-snes": "navy",
+        **{s: "tab:red" for s in pairs.ALGORITHM if s.startswith("evosax")},
+        **{s: "tab:purple" for s in pairs.ALGORITHM if s.startswith("evox")},
     }
     for ax, (task, key, title) in zip(axes[0], panels, strict=False):
         by_side = results_by_task[task]
@@ -424,7 +451,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed per task, short caps")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per task (full mode)")
-    parser.add_argument("--sides", nargs="+", default=list(SIDES), choices=sorted(SIDE_MODULES))
+    parser.add_argument(
+        "--sides",
+        nargs="+",
+        default=list(SIDES),
+        choices=sorted(SIDE_MODULES) + sorted(pairs.GROUPS),
+        help="sides, or a group: classic (the default) or active (es_opt's three algorithms "
+        "against EvoTorch's, evosax's and EvoX's)",
+    )
     parser.add_argument("--tasks", nargs="+", default=list(tasks.TASKS), choices=tasks.TASKS)
     parser.add_argument(
         "--out",
@@ -445,7 +479,15 @@ def main() -> int:
         default=30.0,
         help="skip (and report) runs that could not finish within this",
     )
+    parser.add_argument(
+        "--timeout-grace",
+        type=float,
+        default=TIMEOUT_GRACE_S,
+        help="seconds a run may take beyond its budget and the start allowance before it is "
+        "killed (raise it on a loaded machine, where imports alone can take a minute)",
+    )
     args = parser.parse_args()
+    args.sides = list(dict.fromkeys(s for g in args.sides for s in pairs.GROUPS.get(g, [g])))
     n_seeds = 1 if args.quick else args.seeds
     runs = plan(args.sides, args.tasks, n_seeds, args.quick)
     typical, worst = estimate_s(runs)
@@ -472,7 +514,7 @@ def main() -> int:
         if (run.seed, run.task) in skipping:
             result = {"skipped": f"skipped: suite time limit of {args.max_minutes:.0f} min"}
         else:
-            result = execute(run, args.python, args.torch_threads)
+            result = execute(run, args.python, args.torch_threads, args.timeout_grace)
         result.update(side=run.side, task=run.task, seed=run.seed)
         result.setdefault("budget_s", run.budget_s)
         results.append(result)

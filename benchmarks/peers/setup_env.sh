@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates benchmarks/peers/.venv with the peers es_opt is compared against, plus es_opt itself
-# (editable, --no-deps) so that one interpreter runs all three sides of the benchmark.
+# (editable, --no-deps) so that one interpreter runs every side of the benchmark: EvoTorch,
+# pytorch-optimize, evosax (JAX, CPU build) and EvoX.
 #
 # Idempotent: re-running it reuses the venv and only installs what is missing.
 #
@@ -50,13 +51,20 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 # The ancestor, without its pinned (and NumPy-2-incompatible) dependency set.
 "${pip[@]}" install -q -c "$constraints" --no-deps "pytorch-optimize==0.0.1"
 
+# The JAX-based peer evosax (with JAX's CPU build) and EvoX (PyTorch, so it shares the torch above).
+"${pip[@]}" install -q -c "$constraints" \
+    "evosax==0.3.2" \
+    "jax[cpu]>=0.7" \
+    "evox==1.4.0"
+
 # es_opt itself, editable, from this checkout.
 "${pip[@]}" install -q -c "$constraints" --no-deps -e "$root"
 
 "$venv/bin/python" - <<'EOF'
 import importlib.metadata as md
 
-for name in ["torch", "evotorch", "pytorch-optimize", "gymnasium", "scikit-learn", "numpy", "es_opt"]:
+for name in ["torch", "evotorch", "pytorch-optimize", "evosax", "jax", "jaxlib", "evox",
+             "gymnasium", "scikit-learn", "numpy", "es_opt"]:
     try:
         print(f"{name:18s} {md.version(name)}")
     except md.PackageNotFoundError:

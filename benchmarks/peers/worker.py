@@ -25,6 +25,13 @@ SIDE_MODULES = {
     "evotorch-snes": "benchmarks.peers.evotorch_snes_side",
     "es_opt-pgpe": "benchmarks.peers.es_opt_pgpe_side",
     "es_opt-snes": "benchmarks.peers.es_opt_snes_side",
+    # "module:variant": the module's runners(variant) (one module, several algorithms)
+    **{
+        f"evosax-{v}": f"benchmarks.peers.evosax_side:{v}"
+        for a in ("openes", "pgpe", "snes")
+        for v in (a, f"{a}-jit")
+    },
+    **{f"evox-{a}": f"benchmarks.peers.evox_side:{a}" for a in ("openes", "snes")},
 }
 
 
@@ -41,7 +48,9 @@ def run_one(side: str, task: str, seed: int, budget_s: float) -> dict:
     start = time.perf_counter()
     try:
         _preload_torch_lazy_imports()
-        module = importlib.import_module(SIDE_MODULES[side])
+        path, _, variant = SIDE_MODULES[side].partition(":")
+        module = importlib.import_module(path)
+        runners = module.runners(variant) if variant else module.RUNNERS
     except Exception:
         return {"error": "import failed:\n" + traceback.format_exc(), "phase": "import"}
     import_s = time.perf_counter() - start
@@ -50,7 +59,7 @@ def run_one(side: str, task: str, seed: int, budget_s: float) -> dict:
     except Exception as exc:  # a version lookup must not sink the run
         version = f"unknown ({exc})"
     try:
-        result = module.RUNNERS[task](seed, budget_s)
+        result = runners[task](seed, budget_s)
     except Exception:
         return {"error": traceback.format_exc(), "phase": "run", "version": version}
     result.update(version=version, import_s=round(import_s, 3), python=platform.python_version())

