@@ -85,7 +85,45 @@ def test_digits_run_reproduces_the_reference_parameters(case, two_threads):
     assert _run(case) == pins.get("any", pins.get(capability))
 
 
+# Produced by the code before the search-distribution contract (one `step(scores, population,
+# state)` for every distribution, the population whole in step messages): PGPE, SNES and the
+# low-rank family, serial and on the pool with replayed updates (Linear, Tanh and accuracy only, so
+# the pins do not depend on the CPU's vector width).
+FAMILY_REFERENCE = {
+    "pgpe": "a94f333af2deea4a",
+    "snes": "6418f719c68cd545",
+    "lowrank": "23a63588024f867e",
+    "lowrank_pool_replay": "23a63588024f867e",
+    "pgpe_pool_replay": "a94f333af2deea4a",
+}
+
+
+def _family_run(case: str) -> str:
+    torch.manual_seed(0)
+    train = _digits()
+    net = nn.Sequential(nn.Linear(64, 12), nn.Tanh(), nn.Linear(12, 10))
+    options = dict(objective_fn=Accuracy(), sigma=0.05, n_samples=12, seed=7)
+    if case.startswith("pgpe"):
+        options["distribution"] = "pgpe"
+    elif case == "snes":
+        options["distribution"] = "snes"
+    else:
+        options["perturbation"] = "lowrank(1)"
+    if case.endswith("pool_replay"):
+        options.update(backend="multiprocess", n_workers=2, sync="replay")
+    with ESOptimizer(Model(net), **options) as es:
+        for _ in range(5):
+            es.gradient_step(train)
+    return _digest(net)
+
+
+@pytest.mark.parametrize("case", sorted(FAMILY_REFERENCE))
+def test_distribution_and_family_runs_reproduce_the_reference_parameters(case, two_threads):
+    assert _family_run(case) == FAMILY_REFERENCE[case]
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the run itself may take up to 600 s on a busy machine
 def test_cartpole_sample_seed_0_takes_the_reference_generations_and_steps(tmp_path):
     out = subprocess.run(
         [sys.executable, "sample_scripts/rl.py", "--seed", "0", "--out", str(tmp_path), "--quiet"],
