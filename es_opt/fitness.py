@@ -17,7 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_fitness_row", "check_population_fitness", "check_fitness_matrix", "stack_rows"]
+__all__ = [
+    "as_fitness_row",
+    "check_population_fitness",
+    "check_fitness_matrix",
+    "stack_rows",
+    "NONFINITE_POLICIES",
+    "check_nonfinite_policy",
+    "rank_nonfinite_last",
+]
+
+NONFINITE_POLICIES = ("raise", "worst")
+"""What a non-finite fitness value does: ``"raise"`` (an error naming the evaluation, nothing
+changes) or ``"worst"`` (the member ranks below every finite one, :func:`rank_nonfinite_last`)."""
 
 NOT_FINITE_ADVICE = "fitness must be finite; clip or replace NaN/inf scores inside the objective"
 
@@ -39,7 +51,9 @@ def _bad_value(row: torch.Tensor) -> float:
     return next(v for v in row.tolist() if not math.isfinite(v))
 
 
-def as_fitness_row(value: Any, *, index: int | None = None) -> torch.Tensor:
+def as_fitness_row(
+    value: Any, *, index: int | None = None, nonfinite: str = "raise"
+) -> torch.Tensor:
     """What an objective returned for one member, as a 1-D float64 tensor, or ``ValueError`` /
     ``TypeError`` naming the evaluation.
 
@@ -58,7 +72,7 @@ def as_fitness_row(value: Any, *, index: int | None = None) -> torch.Tensor:
         )
     if isinstance(value, numbers.Real):
         number = float(value)
-        if not math.isfinite(number):  # the common case, checked without a tensor op
+        if not math.isfinite(number) and nonfinite == "raise":  # checked without a tensor op
             raise _not_finite(where, number)
         return torch.tensor((number,), dtype=torch.float64)
     if isinstance(value, (torch.Tensor, np.ndarray)):
@@ -88,7 +102,7 @@ def as_fitness_row(value: Any, *, index: int | None = None) -> torch.Tensor:
         )
     if row.numel() == 0:
         raise ValueError(f"{where} returned no value; return at least one score")
-    if _first_non_finite(row.unsqueeze(0)) is not None:
+    if nonfinite == "raise" and _first_non_finite(row.unsqueeze(0)) is not None:
         raise _not_finite(where, _bad_value(row))
     return row
 
@@ -113,7 +127,9 @@ def _as_real_tensor(values: Any, where: str, expected: str) -> torch.Tensor:
     return values.unsqueeze(1) if values.dim() == 1 else values
 
 
-def check_population_fitness(values: Any, indices: Sequence[int]) -> list[torch.Tensor]:
+def check_population_fitness(
+    values: Any, indices: Sequence[int], *, nonfinite: str = "raise"
+) -> list[torch.Tensor]:
     """What ``evaluate_population`` returned for the members ``indices``, as one float64 row per
     member; errors name the evaluation index.
 
@@ -129,13 +145,15 @@ def check_population_fitness(values: Any, indices: Sequence[int]) -> list[torch.
             f"{where} returned shape {tuple(values.shape)} for {n} members (evaluations "
             f"{indices[0]}..{indices[-1]}); it must return [{n}, n_objectives] (or [{n}])"
         )
-    row = _first_non_finite(values)
+    row = _first_non_finite(values) if nonfinite == "raise" else None
     if row is not None:
         raise _not_finite(where, _bad_value(values[row]), indices[row])
     return list(values.unbind(0))
 
 
-def check_fitness_matrix(fitness: Any, n_evals: int, obj_weights: Sequence[float]) -> torch.Tensor:
+def check_fitness_matrix(
+    fitness: Any, n_evals: int, obj_weights: Sequence[float], *, nonfinite: str = "raise"
+) -> torch.Tensor:
     """The fitness of a whole generation (``[n_evals, n_objectives]``, or ``[n_evals]`` for one
     objective), as float64 on the CPU, checked before anything of the step changes: one value
     per weight of ``obj_weights`` in every row.
@@ -155,7 +173,7 @@ def check_fitness_matrix(fitness: Any, n_evals: int, obj_weights: Sequence[float
             f"fitness must have shape [{n_evals}, n_objectives] (or [{n_evals}]), "
             f"got {tuple(values.shape)}"
         )
-    row = _first_non_finite(values)
+    row = _first_non_finite(values) if nonfinite == "raise" else None
     if row is not None:
         raise _not_finite("the fitness", _bad_value(values[row]), row)
     if values.shape[1] != len(obj_weights):
@@ -182,3 +200,53 @@ def stack_rows(rows: Sequence[torch.Tensor]) -> torch.Tensor:
                 "at evaluation 0: it must return the same number of values every time"
             )
     return torch.stack(list(rows))
+
+
+def check_nonfinite_policy(nonfinite: Any) -> str:
+    """``nonfinite`` if it names a policy of :data:`NONFINITE_POLICIES`.
+
+    Example:
+        >>> check_nonfinite_policy("skip")
+        Traceback (most recent call last):
+        ...
+        ValueError: nonfinite must be 'raise' or 'worst', got 'skip'
+    """
+    if nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"nonfinite must be 'raise' or 'worst', got {nonfinite!r}")
+    return nonfinite
+
+
+def rank_nonfinite_last(
+    fitness: torch.Tensor, obj_weights: Sequence[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``nonfinite="worst"`` policy (as evosax does): every member with a NaN or ±inf in
+    any objective gets, in every objective, a finite value worse than all finite members' —
+    below the column's finite minimum for a weight ≥ 0 (maximised), above its maximum for a
+    negative weight — so under any shaping and weights it ranks below every finite member::
+
+        worst_k = min_k − max(span_k, |min_k|, 1)   (w_k ≥ 0),  max_k + max(span_k, |max_k|, 1)
+
+    with ``min_k``, ``max_k``, ``span_k`` over the finite members. Returns ``(fitness, bad)``,
+    ``bad`` the ``[n_evals]`` mask of such members; when every member is bad the fitness is
+    returned unchanged (the caller skips the generation).
+
+    Example:
+        >>> F = torch.tensor([[1.0], [float("nan")], [3.0]], dtype=torch.float64)
+        >>> fixed, bad = rank_nonfinite_last(F, [1.0])
+        >>> fixed.flatten().tolist(), bad.tolist()
+        ([1.0, -1.0, 3.0], [False, True, False])
+    """
+    bad = ~torch.isfinite(fitness).all(dim=1)
+    if not bool(bad.any()) or bool(bad.all()):
+        return fitness, bad
+    good = fitness[~bad]
+    low, high = good.min(dim=0).values, good.max(dim=0).values
+    span = high - low
+    weights = torch.as_tensor(list(obj_weights), dtype=fitness.dtype)
+    below = low - torch.maximum(torch.maximum(span, low.abs()), torch.ones_like(low))
+    above = high + torch.maximum(torch.maximum(span, high.abs()), torch.ones_like(high))
+    finite_max = torch.finfo(fitness.dtype).max
+    worst = torch.where(weights >= 0, below, above).clamp(-finite_max, finite_max)
+    out = fitness.clone()
+    out[bad] = worst
+    return out, bad

@@ -41,8 +41,9 @@ BAD = [
     (lambda: SNES(utilities="ranks"), ValueError, r"utilities must be one of 'nes', 'shaped', "
      r"got 'ranks'"),
     (lambda: SNES(stdev_min=2.0, stdev_max=1.0), ValueError, r"stdev_min must be <= stdev_max"),
-    (lambda: make_distribution("cma"), ValueError,
-     r"distribution must be one of 'openai', 'pgpe', 'snes' or a SearchDistribution, got 'cma'"),
+    (lambda: make_distribution("xnes"), ValueError,
+     r"distribution must be one of 'openai', 'pgpe', 'snes', 'cma', 'sep_cma', 'cem' or a "
+     r"SearchDistribution, got 'xnes'"),
     (lambda: make_distribution(3), TypeError, r"distribution must be .*got int 3"),
     (lambda: make_distribution(PGPE), TypeError, r"got the class PGPE: use PGPE\(\) or 'pgpe'"),
     (lambda: OpenAIES(sigma_schedule="cosine"), ValueError, r"sigma_schedule must be .*'cosine'"),

@@ -178,7 +178,7 @@ def test_low_rank_refuses_an_adaptive_distribution():
 
 def test_bad_distribution_arguments():
     with pytest.raises(ValueError, match=r"distribution must be one of 'openai', 'pgpe', 'snes'"):
-        build("cma")
+        build("xnes")
     with pytest.raises(TypeError, match=r"distribution must be .*got int 1"):
         build(1)
 

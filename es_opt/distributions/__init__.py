@@ -7,6 +7,9 @@ name               σ                      reference
                    schedule               ``shaping="top_pairs(k)"``, Mania et al. 2018)
 ``"pgpe"``         per parameter          Sehnke et al. 2010; Toklu et al. 2020 (pgpelib)
 ``"snes"``         per parameter          Wierstra et al. 2014, Algorithm 6
+``"cma"``          scalar, full ``C``     Hansen's tutorial (arXiv:1604.00772)
+``"sep_cma"``      scalar, diagonal ``C`` Ros & Hansen 2008
+``"cem"``          per parameter          cross-entropy method (de Boer et al. 2005)
 =================  =====================  =================================================
 
 Every distribution samples es_opt's antithetic pairs ``θ ± σ ⊙ z_j`` and hands the centre's
@@ -22,6 +25,8 @@ from __future__ import annotations
 from typing import Any
 
 from .base import DistributionStep, SearchDistribution, check_sigma_vector, clip_sigma
+from .cem import CEM
+from .cma import CMAES
 from .openai import OpenAIES, openai_es_gradient
 from .pgpe import PGPE, pgpe_step
 from .schedules import (
@@ -31,9 +36,12 @@ from .schedules import (
     SigmaSchedule,
     make_schedule,
 )
+from .sep_cma import SepCMAES
 from .snes import SNES, nes_utilities, snes_step
 
 __all__ = [
+    "CEM",
+    "CMAES",
     "DISTRIBUTIONS",
     "ConstantSigma",
     "DistributionStep",
@@ -43,6 +51,7 @@ __all__ = [
     "PGPE",
     "SNES",
     "SearchDistribution",
+    "SepCMAES",
     "SigmaSchedule",
     "check_sigma_vector",
     "clip_sigma",
@@ -59,18 +68,22 @@ DISTRIBUTIONS: dict[str, type[SearchDistribution]] = {
     OpenAIES.name: OpenAIES,
     PGPE.name: PGPE,
     SNES.name: SNES,
+    CMAES.name: CMAES,
+    SepCMAES.name: SepCMAES,
+    CEM.name: CEM,
 }
 
 
 def make_distribution(distribution: Any) -> SearchDistribution:
-    """A :class:`SearchDistribution` from a name (``"openai"``, ``"pgpe"``, ``"snes"``, with
-    default hyperparameters) or an instance (returned as is).
+    """A :class:`SearchDistribution` from a name (``"openai"``, ``"pgpe"``, ``"snes"``,
+    ``"cma"``, ``"sep_cma"``, ``"cem"``, with default hyperparameters) or an instance (returned
+    as is).
 
     Example:
-        >>> make_distribution("cma")
+        >>> make_distribution("xnes")
         Traceback (most recent call last):
         ...
-        ValueError: distribution must be one of 'openai', 'pgpe', 'snes' or a SearchDistribution, got 'cma'
+        ValueError: distribution must be one of 'openai', 'pgpe', 'snes', 'cma', 'sep_cma', 'cem' or a SearchDistribution, got 'xnes'
     """  # noqa: E501
     if isinstance(distribution, SearchDistribution):
         return distribution
@@ -87,7 +100,7 @@ def make_distribution(distribution: Any) -> SearchDistribution:
             f"{distribution.__name__}: use {distribution.__name__}() or {distribution.name!r}"
         )
     raise TypeError(
-        "distribution must be 'openai', 'pgpe', 'snes' or a SearchDistribution, got "
+        "distribution must be a name of DISTRIBUTIONS or a SearchDistribution, got "
         f"{type(distribution).__name__} {distribution!r}"
     )
 

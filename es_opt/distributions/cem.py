@@ -104,8 +104,13 @@ class CEM(AdaptiveDistribution):
 
     Args:
         elite_fraction: ``ρ`` in (0, 1]: the share of members that refit the distribution.
-        antithetic: mirrored pairs ``θ ± σ ⊙ z_j`` (both members may be elite) instead of
-            independent members.
+            0.5 by default: a smaller elite shrinks σ faster than the centre moves (on a 5-d
+            sphere from distance 4.5 with σ₀ = 1 and 40 members, ρ = 0.1, 0.25, 0.5 stall at
+            distances 1.3, 1.2 and 0.6), so CEM needs σ₀ about the distance to the optimum.
+        antithetic: mirrored pairs ``θ ± σ ⊙ z_j`` (the default, as every es_opt distribution
+            but the CMA family; both members of a pair may be elite), or independent members.
+            Measured at d = 10, λ = 100, 3 seeds (``benchmarks/bbob.py --part mirrored``):
+            0.95× the evaluations to 1e-8 on the sphere, 0.97× on an ellipsoid of condition 10⁶.
         stdev_max_change, stdev_min, stdev_max: σ safeguards as for
             :class:`~es_opt.distributions.PGPE` (off by default).
 
@@ -120,9 +125,9 @@ class CEM(AdaptiveDistribution):
 
     def __init__(
         self,
-        elite_fraction: float = 0.25,
+        elite_fraction: float = 0.5,
         *,
-        antithetic: bool = False,
+        antithetic: bool = True,
         stdev_max_change: float | None = None,
         stdev_min: float | None = None,
         stdev_max: float | None = None,

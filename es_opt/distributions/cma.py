@@ -99,7 +99,7 @@ def cma_update(
     Returns:
         ``(⟨y⟩_w, next state)``: float64; nothing is modified in place.
     """
-    all_weights = torch.tensor(params.weights, dtype=torch.float64, device=z.device)
+    all_weights = _weights(params.weights, z.device)
     if z.dim() != 2 or z.shape[1] != params.dim or bool((all_weights[z.shape[0] :] != 0).any()):
         needed = int((all_weights != 0).sum())
         raise ValueError(
@@ -161,8 +161,11 @@ class CMAES(SearchDistribution):
     Args:
         antithetic: mirrored pairs with pairwise selection (``n_samples`` even) instead of
             independent members.
-        active: negative weights for the worse half (active CMA-ES, the tutorial's Table 1)
-            instead of the plain algorithm's zeros.
+        active: negative weights for the worse half (active CMA-ES, the default weights of the
+            tutorial's Table 1; ``None``: on unless ``weights`` are given), or ``False`` for the
+            zeros of the plain algorithm. On BBOB (f1–f24, d = 5 and 10, instances 1–2, 10³ d
+            evaluations, ``benchmarks/bbob.py``) the plain weights reach an ECDF area 0.93 times
+            pycma's, the active ones 1.00–1.06 times.
         weights: the ``μ`` positive recombination weights (non-increasing, summing to 1)
             instead of the default ``ln((λ+1)/2) − ln i``, normalised.
         max_dim: the largest dimension accepted (memory 16 d² bytes, eigendecomposition O(d³)).
@@ -185,11 +188,13 @@ class CMAES(SearchDistribution):
         self,
         *,
         antithetic: bool = False,
-        active: bool = False,
+        active: bool | None = None,
         weights: Sequence[float] | None = None,
         max_dim: int = MAX_DIM,
         eigen_interval: int | None = None,
     ):
+        if active is None:
+            active = weights is None
         if not isinstance(antithetic, bool) or not isinstance(active, bool):
             raise TypeError(f"antithetic and active must be bools, got {antithetic!r}, {active!r}")
         self.antithetic = antithetic
@@ -286,6 +291,11 @@ def check_candidates(name: str, distribution: Any, n_samples: int) -> None:
             f"distribution={name!r} needs at least {needed} {what}, got n_samples={n_samples} "
             f"({candidates})"
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _weights(weights: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(weights, dtype=torch.float64, device=device)
 
 
 @functools.lru_cache(maxsize=64)

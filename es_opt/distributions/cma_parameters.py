@@ -20,9 +20,10 @@ The weights ``i > μ`` are 0 (the plain algorithm) or, for active CMA-ES, negati
 
     w_i = min(1 + c_1/c_μ, 1 + 2 μ⁻_eff/(μ_eff + 2), (1 − c_1 − c_μ)/(n c_μ)) · w'_i / Σ_{j>μ} |w'_j|
 
-The eigendecomposition of ``C`` is amortised: redone once at least
-``max(1, ⌊1 / (10 n (c_1 + c_μ))⌋)`` generations have passed since the last one (the tutorial's
-footnote to Table 1), which keeps its O(n³) cost per generation at O(n²)·(c_1 + c_μ)·10n ≈ O(n²).
+The eigendecomposition of ``C`` is amortised: redone once at least ``1 / (10 n (c_1 + c_μ))``
+generations have passed since the last one, i.e. every ``max(1, ⌈1 / (10 n (c_1 + c_μ))⌉)``
+generations (the tutorial's §B.2 suggests this gap rounded down; pycma waits for the real-valued
+gap, as here), which keeps its O(n³) cost per generation at O(n³)·10n(c_1 + c_μ) = O(n²).
 
 Separable CMA-ES keeps a diagonal ``C`` and learns it ``(n + 2)/3`` times faster (Ros & Hansen
 2008, eq. 6), with the covariance learning rate of Hansen & Kern 2004 (``μ_cov = μ_eff``)::
@@ -234,7 +235,7 @@ def cma_parameters(
         c_1=c_1,
         c_mu=c_mu,
         chi_n=expected_norm(dim),
-        eigen_interval=max(1, math.floor(1.0 / (10.0 * n * (c_1 + c_mu)))),
+        eigen_interval=max(1, math.ceil(1.0 / (10.0 * n * (c_1 + c_mu)) - 1e-12)),
     )
 
 

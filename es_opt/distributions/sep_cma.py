@@ -7,6 +7,7 @@ Members are ``θ + σ D ⊙ z`` with ``C = diag(D²)``; the state is σ, the pat
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -136,7 +137,7 @@ class SepCMAES(SearchDistribution):
 
     def parameters(self, dim: int, n_samples: int) -> CMAParameters:
         """The constants of a generation of ``n_samples`` members over ``dim`` parameters."""
-        return sep_cma_parameters(dim, self.candidates(n_samples), weights=self.weights)
+        return _parameters(dim, self.candidates(n_samples), self.weights)
 
     def init_state(
         self,
@@ -185,3 +186,8 @@ class SepCMAES(SearchDistribution):
         cls, config: dict[str, Any], current: SearchDistribution | None = None
     ) -> SepCMAES:
         return cls(**{k: v for k, v in config.items() if k != "name"})
+
+
+@functools.lru_cache(maxsize=64)
+def _parameters(dim: int, candidates: int, weights: tuple[float, ...] | None) -> CMAParameters:
+    return sep_cma_parameters(dim, candidates, weights=weights)
