@@ -113,8 +113,9 @@ class Args:
     seed: int = arg(0, "seed of the whole run")
     sigma: float = arg(0.1, "perturbation standard deviation")
     perturbation: str = arg("dense", "perturbation family: dense, lowrank or 'lowrank(R)' (rank R)")
-    distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
-                            "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
+    distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe, "
+                            "snes, cem (sigma per parameter), cma or sep_cma (adapted covariance)",
+                            choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(40, "evaluations per generation (even)")
     lr: float = arg(0.02, "learning rate of the inner optimizer")
     generations: int = arg(1000, "most generations to run")

@@ -48,8 +48,9 @@ class Args:
     l1_weight: float = arg(0.0, "> 0: also minimise the L1 norm")
     sigma: float = arg(0.1, "perturbation standard deviation")
     perturbation: str = arg("dense", "perturbation family: dense, lowrank or 'lowrank(R)' (rank R)")
-    distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe or snes "
-                            "(sigma per parameter)", choices=tuple(DISTRIBUTIONS))  # fmt: skip
+    distribution: str = arg("openai", "search distribution: openai (scalar sigma), pgpe, "
+                            "snes, cem (sigma per parameter), cma or sep_cma (adapted covariance)",
+                            choices=tuple(DISTRIBUTIONS))  # fmt: skip
     n_samples: int = arg(200, "evaluations per generation (even)")
     shaping: str = arg(
         "centered_ranks", "centered_ranks, centered_ranks_ordinal, z_score, raw or top_pairs(k)"

@@ -22,9 +22,9 @@ from es_opt.distributions import (
     pgpe_step,
     snes_step,
 )
-from es_opt.estimator import dense_rows
 from es_opt.distributions.base import default_snes_stdev_lr
 from es_opt.distributions.schedules import schedule_from_config
+from es_opt.estimator import dense_rows
 
 BAD = [
     (lambda: PGPE(stdev_lr=-0.1), ValueError, r"stdev_lr must be .*>= 0.*got -0\.1"),

@@ -170,9 +170,10 @@ def test_layer_sampling_updates_only_the_selected_slices():
     assert population.sigma.numel() == population.dim
 
 
-def test_low_rank_refuses_an_adaptive_distribution():
-    with pytest.raises(ValueError, match=r"distribution='pgpe' needs dense perturbations"):
-        build("pgpe", perturbation="lowrank")
+@pytest.mark.parametrize("name", ["pgpe", "snes", "cem", "cma", "sep_cma"])
+def test_low_rank_refuses_a_distribution_that_adapts_sigma_or_a_covariance(name):
+    with pytest.raises(ValueError, match=rf"distribution='{name}' needs dense perturbations"):
+        build(name, perturbation="lowrank")
     build(OpenAIES(sigma_schedule=ExponentialDecay(0.9, floor=0.01)), perturbation="lowrank")
 
 

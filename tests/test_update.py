@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from es_opt.distributions import OpenAIES
+from es_opt.estimator import estimate_gradient
 from es_opt.population import Population
 from es_opt.shaping import centered_ranks
-from es_opt.estimator import estimate_gradient
 from es_opt.update import UpdateRule, apply_update, selected_center
 
 RULE = UpdateRule((1.0,), centered_ranks, OpenAIES())

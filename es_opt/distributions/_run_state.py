@@ -73,15 +73,15 @@ def scatter(
 
 
 def check_family(distribution: SearchDistribution, family: Any) -> None:
-    """PGPE and SNES need dense perturbations: a low-rank member ``θ ± σ A Bᵀ/√r`` is not a draw
-    from ``N(θ, diag σ²)`` (so neither σ update holds), and its batched forward pass needs one σ
-    per matrix."""
-    if distribution.adapts_sigma and not isinstance(family, Dense):
+    """PGPE, SNES, CEM and the CMA-ES family need dense perturbations: a low-rank member
+    ``θ ± σ A Bᵀ/√r`` is not a draw from a Gaussian ``N(θ, σ² C)`` (so no σ or covariance update
+    holds), and its batched forward pass needs one σ per matrix."""
+    if (distribution.adapts_sigma or distribution.full_model) and not isinstance(family, Dense):
         raise ValueError(
             f"distribution={distribution.name!r} needs dense perturbations, got "
-            f"perturbation={family!r}: a low-rank member is not a draw from N(θ, diag σ²), so "
-            "the per-parameter σ update does not hold (use distribution='openai', optionally "
-            "with a sigma schedule, or perturbation='dense')"
+            f"perturbation={family!r}: a low-rank member is not a draw from a Gaussian "
+            "N(θ, σ² C), so the distribution's update does not hold (use distribution='openai', "
+            "optionally with a sigma schedule, or perturbation='dense')"
         )
 
 
