@@ -48,6 +48,17 @@ class LinearObjective(Objective):
 
 
 @pytest.fixture
+def one_thread():
+    """Torch on one thread during the test, restored after: with tiny tensors one thread is many
+    times faster than several on a busy machine. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def mlp():
     return make_mlp()
 

@@ -27,14 +27,21 @@ ray = pytest.importorskip("ray")
 def cluster():
     from ray.cluster_utils import Cluster
 
-    from es_opt.evaluators.ray_backend import _loopback_only
+    from es_opt.evaluators.ray_backend import WORKER_NICENESS, _loopback_only
 
     assert not ray.is_initialized()
     cluster = None
     try:
         with _loopback_only(ray):  # the nodes and this driver on 127.0.0.1 only
             cluster = Cluster(
-                initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+                initialize_head=True,
+                head_node_args={
+                    "num_cpus": 1,
+                    "include_dashboard": False,
+                    # as a private Ray of es_opt: actors at normal priority, not starved by
+                    # whatever else keeps the machine busy
+                    "_system_config": {"worker_niceness": WORKER_NICENESS},
+                },
             )
             cluster.add_node(num_cpus=1)
             ray.init(address=cluster.address, logging_level="WARNING")
@@ -107,7 +114,8 @@ def test_past_max_retries_a_killed_actor_fails_the_step_cleanly(cluster):
     before = snapshot(es)
     with pytest.raises(EvaluationError, match=r"actor died .*\(max_retries=0\)") as info:
         es.gradient_step(batch(1))
-    # the dead actor's chunk (evaluations 0..3) ran again one per task to find the culprit
+    # every member the dead actor held (evaluations 0..3 and 6..7) ran again alone to find the
+    # culprit (tests/test_evaluators_scheduler.py: why the first held chunk is not enough)
     assert info.value.index == 2 and "while running evaluation 2," in str(info.value)
     assert_untouched(es, before)
     es.objective_fn.trigger = None
@@ -133,6 +141,10 @@ def test_a_private_ray_is_started_even_beside_a_running_cluster(cluster, serial_
     try:
         with make_es("ray", n_workers=1) as es:
             assert_same(run(es, 3), serial_run[0])
+            # its actors run at normal priority (Ray's default niceness, 15, starves them)
+            assert [
+                os.getpriority(os.PRIO_PROCESS, i["pid"]) for i in es.evaluator.worker_info()
+            ] == [0]
     finally:
         ray.shutdown()
         with _loopback_only(ray):  # back on the module's cluster for any later test

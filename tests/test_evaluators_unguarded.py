@@ -73,6 +73,7 @@ def assert_trained_once(done: subprocess.CompletedProcess) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the script may take up to 600 s on a busy machine
 def test_unguarded_script_trains_on_the_process_pool(tmp_path):
     done = run_script(tmp_path, 'backend="multiprocess"', "es.evaluator.worker_pids()")
     assert_trained_once(done)

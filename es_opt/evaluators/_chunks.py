@@ -15,10 +15,17 @@ __all__ = ["Chunk", "ChunkQueue", "chunks_per_worker"]
 @dataclass
 class Chunk:
     """Evaluation indices sent to one worker as one task; ``attempt`` counts the times they were
-    re-run because a worker died while running them alone."""
+    re-run because a worker died while running them alone.
+
+    An ``alone`` chunk is sent only to a worker that holds no other chunk, and nothing is sent
+    behind it: a worker lost while holding it was lost while running it. (A worker lost while
+    holding two chunks may have finished the first and died in the second: a Ray actor's reply
+    can die with it.)
+    """
 
     indices: list[int]
     attempt: int = 0
+    alone: bool = False
 
     def describe(self) -> str:
         first, last = self.indices[0], self.indices[-1]
@@ -48,13 +55,23 @@ class ChunkQueue:
         self._divisor = max(1, per_worker * n_workers)
         self._again: deque[Chunk] = deque()
 
-    def next(self, below: int | None = None) -> Chunk | None:
+    def next(self, below: int | None = None, *, behind: bool = False) -> Chunk | None:
         """The next chunk, or ``None``; with ``below``, only a chunk that starts below that index
-        (once an evaluation has failed, only lower ones can change which error is reported)."""
-        while self._again:
-            chunk = self._again.popleft()
-            if below is None or chunk.indices[0] < below:
-                return chunk
+        (once an evaluation has failed, only lower ones can change which error is reported);
+        with ``behind`` (the chunk is to wait behind another on its worker), no ``alone`` chunk:
+        those stay queued for a free worker."""
+        found: Chunk | None = None
+        kept: deque[Chunk] = deque()
+        for chunk in self._again:
+            if below is not None and chunk.indices[0] >= below:
+                continue  # dropped: ``below`` only ever decreases
+            if found is None and not (behind and chunk.alone):
+                found = chunk
+            else:
+                kept.append(chunk)
+        self._again = kept
+        if found is not None:
+            return found
         remaining = self._n_pairs - self._next_pair
         if remaining <= 0 or (below is not None and 2 * self._next_pair >= below):
             return None
@@ -65,8 +82,8 @@ class ChunkQueue:
         return Chunk(list(range(2 * start, end)))
 
     def retry(self, chunk: Chunk) -> None:
-        """Hands ``chunk`` out again (first), counting one more attempt."""
-        self._again.append(Chunk(chunk.indices, chunk.attempt + 1))
+        """Hands ``chunk`` out again (first), alone, counting one more attempt."""
+        self._again.append(Chunk(chunk.indices, chunk.attempt + 1, alone=True))
 
     def requeue(self, chunk: Chunk) -> None:
         """Hands ``chunk`` out again (first) as it is: it is not to blame for a lost worker."""

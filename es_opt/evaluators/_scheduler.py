@@ -8,9 +8,12 @@ messages and manages processes (:mod:`~es_opt.evaluators.pool`) or actors
 (:mod:`~es_opt.evaluators.ray_backend`).
 
 Losing a worker: the member that was running is charged one attempt. A transport that can tell
-which member that was (the pool: the worker records it in shared memory) names it; when it cannot
-(a Ray actor is gone with its memory), the chunk's members are run again one per task, without
-charge, and the one whose own task dies is charged. So the error that ends a step always names the
+which member that was (the pool: the worker records it in shared memory) names it. When it cannot
+(a Ray actor is gone with its memory), the worker may have been running any chunk it held, not
+only the oldest: an actor that finishes a task and dies in the next one can take the finished
+task's reply with it, and Ray then fails both. So every member the worker held is run again
+*alone* (one per task, on a worker holding nothing else), without charge, and a worker lost while
+holding one such task alone is charged for it. So the error that ends a step always names the
 member that killed its worker, and a fault that does not repeat costs no attempt.
 """
 
@@ -183,9 +186,9 @@ class _Generation:
         # Level by level, so that every worker gets its first chunk before any gets a second.
         for level in range(IN_FLIGHT):
             for slot, lane in enumerate(self.lanes):
-                if len(lane) > level:
+                if len(lane) > level or (lane and lane[0].alone):
                     continue
-                chunk = self.queue.next(below=self.collector.lowest_error)
+                chunk = self.queue.next(below=self.collector.lowest_error, behind=bool(lane))
                 if chunk is None:
                     return
                 payload = None
@@ -232,21 +235,29 @@ class _Generation:
 
     # -- faults --------------------------------------------------------------------------------
     def _lost(self, slot: int) -> None:
-        chunk, *waiting = self.lanes[slot]
+        held = list(self.lanes[slot])
         self.lanes[slot].clear()
         self.deadlines[slot] = None
         self.last_step[slot] = None
         stopped = self.transport.replace(slot)
-        for later in waiting:  # sent but not started: they did not cause the death
-            self.queue.requeue(later)
-        culprit = stopped.index if stopped.index in chunk.indices else None
-        if culprit is None and len(chunk.indices) > 1:
-            # which member killed it is unknown: run them alone to find out, charging none
-            for index in chunk.indices:
-                self.queue.requeue(Chunk([index], chunk.attempt))
+        named = stopped.index
+        running = [chunk for chunk in held if named is not None and named in chunk.indices]
+        if named is not None and running:
+            # the transport names the member: the other chunks are not to blame
+            chunk, culprit = running[0], named
+            for other in held:
+                if other is not chunk:
+                    self.queue.requeue(other)
+        elif len(held) == 1 and len(held[0].indices) == 1:  # it held that member and no other
+            chunk, culprit = held[0], held[0].indices[0]
+        else:
+            # Which member killed it is unknown, and with two chunks held it may have finished
+            # the first (its reply lost with the worker) and died in the second: run every
+            # member alone to find out, charging none.
+            for chunk in held:
+                for index in chunk.indices:
+                    self.queue.requeue(Chunk([index], chunk.attempt, alone=True))
             return
-        if culprit is None:
-            culprit = chunk.indices[0]
         others = [index for index in chunk.indices if index != culprit]
         if others:
             self.queue.requeue(Chunk(others, chunk.attempt))

@@ -16,8 +16,8 @@ Two attributes of the objective steer it:
 Batches are cut on a fixed grid of absolute evaluation indices (blocks
 ``[k·max_batch, (k+1)·max_batch)``), so a member is batched with the same neighbours however the
 population is split between workers. Measured with torch's CPU kernels, a member's outputs do not
-depend on its batch at all (``tests/test_vectorized.py`` checks this bit for bit); the grid keeps
-worker-count invariance safe on kernels where they would.
+depend on its batch at all (``tests/test_evaluators_batched.py`` checks this bit for bit); the
+grid keeps worker-count invariance safe on kernels where they would.
 
 Example:
     >>> import torch

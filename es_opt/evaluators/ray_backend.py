@@ -29,6 +29,12 @@ __all__ = ["RayEvaluator"]
 START_TIMEOUT = 120.0
 """Seconds the actors may take to start (Ray schedules them, each imports torch)."""
 
+WORKER_NICENESS = 0
+"""The niceness of the actors of a Ray started here. Ray's default, 15, leaves them a small share
+of the CPU beside any process at normal priority, so a busy machine starves the evaluation (actors
+that start in 12 s took 248 s beside two CPU-bound loops on 2 cores); the process pool's workers
+run at normal priority too. A cluster joined with ``ray_address`` keeps its own setting."""
+
 TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
 """Where Ray logs, at every start of a local cluster, that token authentication is on."""
 
@@ -157,6 +163,7 @@ class RayEvaluator(ParallelEvaluator):
                         num_cpus=n_local,
                         include_dashboard=False,
                         logging_level=logging.WARNING,
+                        _system_config={"worker_niceness": WORKER_NICENESS},
                     )
             else:
                 joining = _loopback_only(ray) if _is_loopback(self.ray_address) else _nothing()
@@ -263,12 +270,13 @@ class _Actors:
 
     def _await_started(self, actors: list[Any]) -> list[dict[str, Any]]:
         ray = self.ray
+        count = len(actors)  # before _give_up empties the list (``actors`` may be ``self.actors``)
         try:
             infos = ray.get([actor.where.remote() for actor in actors], timeout=START_TIMEOUT)
         except ray.exceptions.GetTimeoutError:
             self._give_up()
             raise RuntimeError(
-                f"{len(actors)} Ray actor(s) did not start within {START_TIMEOUT:g} s: the "
+                f"{count} Ray actor(s) did not start within {START_TIMEOUT:g} s: the "
                 "cluster may lack free CPUs (or GPUs for 'cuda' devices)"
             ) from None
         for info in infos:

@@ -1,4 +1,4 @@
-"""es.fit / es_opt.training: the loop, History, stop conditions, callbacks' order, failures."""
+"""es.fit (es_opt/loop.py): the loop, History, stop conditions, callbacks' order, failures."""
 
 from __future__ import annotations
 

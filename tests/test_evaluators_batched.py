@@ -1,4 +1,5 @@
-"""The vectorised evaluation path (es_opt/vectorized.py, es_opt/functional.py)."""
+"""The vectorised evaluation path: batches of members (es_opt/evaluators/batched.py) on a
+stacked model (es_opt/evaluators/stacked.py)."""
 
 from __future__ import annotations
 
