@@ -7,10 +7,12 @@
 
 **learning**: the model of ``sample_scripts/finetune.py`` (a small GPT-2 pre-trained here by
 backprop on two-digit sums, few of which carry), then, from the same weights and for the same
-wall time each: ES (es_opt.ESOptimizer, exact-match reward, greedy decoding) against a GRPO-style
-policy gradient written below (``G`` sampled completions per prompt, advantages normalised within
-each prompt's group, the same reward, Adam). Held-out exact-match accuracy on carrying sums
-before and after, per seed; median and range.
+wall time each: ES (es_opt.ESOptimizer on es_opt.text.TRLReward, exact-match reward, greedy
+decoding, population-batched low-rank members) against TRL's ``GRPOTrainer`` (``G`` sampled
+completions per prompt, advantages normalised within each prompt's group), the same dataset,
+reward function and tokenizer (``benchmarks/finetune_arms.py``). Held-out exact-match accuracy on
+carrying sums before and after, per seed; median and range. The sparse-reward task and the σ
+sweep: ``benchmarks/finetune_regimes.py``.
 
 **speed**: candidates (completions) per second at population 32: every member decoded in one
 population-batched forward per token (rank-1 noise, es_opt.text.batched_members) against member by
@@ -24,11 +26,9 @@ process each: in place (es_opt.text.perturbed_in_place, dense noise) and populat
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -39,16 +39,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from es_opt.noise import derive_seed  # noqa: E402
 from es_opt.text import (  # noqa: E402
-    Prompts,
     batched_members,
     generate,
     member_deltas,
     perturbed_in_place,
     population_noise,
 )
-from es_opt.text.arithmetic import addition_problems, exact_match  # noqa: E402
+from es_opt.text.arithmetic import addition_problems  # noqa: E402
 
 
 def sample_script():
@@ -64,111 +62,16 @@ def load_uptime() -> str:
     return open("/proc/loadavg").read().split()[0]
 
 
-# -- the policy-gradient baseline ----------------------------------------------------------------
-def grpo(net, tokenizer, args, *, seconds: float, seed: int) -> int:
-    """GRPO-style training for ``seconds``: per step ``prompts`` carrying sums, ``group``
-    completions each, sampled at temperature 1 (es_opt.text.generate, seeded); advantage
-    ``(r − mean_group) / (std_group + 1e-4)``; loss ``−mean(A · log π(completion))`` over
-    completion tokens (one update per batch, so PPO's ratio is 1 and its clip never acts; no KL
-    term, as in DAPO/Dr GRPO). Returns the steps done."""
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.grpo_lr)
-    start, step = time.perf_counter(), 0
-    eos = tokenizer.eos_token_id
-    while time.perf_counter() - start < seconds:
-        batch_seed = derive_seed(seed, 21, step)
-        prompts = addition_problems(args.grpo_prompts, batch_seed, carry=True)
-        repeated = [p for p in prompts for _ in range(args.group)]
-        ids = [tokenizer.encode(p) for p in repeated]
-        tokens = generate(
-            net,
-            ids,
-            max_new_tokens=4,
-            eos_token_id=eos,
-            pad_token_id=0,
-            temperature=1.0,
-            seed=batch_seed,
-        )[0]
-        texts = [tokenizer.decode(row) for row in tokens.tolist()]
-        rewards = torch.tensor([exact_match(p, c) for p, c in zip(repeated, texts, strict=True)])
-        grouped = rewards.view(-1, args.group)
-        advantages = (grouped - grouped.mean(1, keepdim=True)) / (
-            grouped.std(1, keepdim=True) + 1e-4
-        )
-        advantages = advantages.reshape(-1)
-        # log-probabilities of the sampled tokens up to and including the end token
-        full = torch.cat([torch.tensor(ids), tokens], dim=1)
-        net.train()
-        logits = net(input_ids=full[:, :-1]).logits[:, len(ids[0]) - 1 :]
-        net.eval()
-        logp = torch.log_softmax(logits.float(), -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        ended = (tokens == eos).long().cumsum(1)
-        mask = ((ended == 0) | ((ended == 1) & (tokens == eos))).float()
-        loss = -((logp * mask).sum(1) * advantages).mean()
-        optimizer.zero_grad()
-        if advantages.abs().sum() > 0:
-            loss.backward()
-            optimizer.step()
-        step += 1
-    return step
-
-
+# -- ES against TRL's GRPOTrainer ---------------------------------------------------------------
 def learning(args) -> None:
+    from finetune_arms import compare
+
     ft = sample_script()
     torch.set_num_threads(args.threads)
-    script_args = ft.Args(
-        out=args.out, seed=0, sigma=args.sigma, lr=args.lr, n_samples=32, model=args.model
-    )
+    script_args = ft.Args(out=args.out, seed=0, model=args.model, pretrain_seconds=10**6)
     base, tokenizer, how = ft.load_model(script_args)
     print(f"[learning] {how}; load {load_uptime()}")
-    before = ft.held_out_accuracy(base, tokenizer, script_args)
-    print(f"held-out exact match on carrying sums before: {before:.3f}")
-    rows = []
-    for seed in args.seeds:
-        for method in ("es", "grpo"):
-            net = copy.deepcopy(base)
-            run_args = ft.Args(
-                perturbation=args.perturbation,
-                out=f"{args.out}/{method}{seed}",
-                seed=seed,
-                sigma=args.sigma,
-                lr=args.lr,
-                n_samples=32,
-                es_seconds=args.seconds,
-                generations=10**6,
-            )
-            start = time.perf_counter()
-            if method == "es":
-                es = ft.build_es(run_args, net, tokenizer)
-
-                def samples(generation, seed=seed):
-                    s = derive_seed(seed, 11, generation)
-                    return Prompts(addition_problems(32, s, carry=True), seed=s)
-
-                with es:
-                    history = es.fit(
-                        samples,
-                        generations=10**6,
-                        stop_when=lambda r, t0=start: time.perf_counter() - t0 > args.seconds,
-                    )
-                steps, samples_used = len(history), len(history) * 32 * 32
-            else:
-                steps = grpo(net, tokenizer, args, seconds=args.seconds, seed=seed)
-                samples_used = steps * args.grpo_prompts * args.group
-            after = ft.held_out_accuracy(net, tokenizer, run_args)
-            rows.append((method, seed, after, steps, samples_used, time.perf_counter() - start))
-            print(
-                f"  {method:4s} seed {seed}: {before:.3f} -> {after:.3f} "
-                f"({100 * (after - before):+.1f} pp) "
-                f"in {steps} steps, {samples_used} completions, {rows[-1][-1]:.0f} s; "
-                f"load {load_uptime()}",
-                flush=True,
-            )
-    for method in ("es", "grpo"):
-        gains = [100 * (r[2] - before) for r in rows if r[0] == method]
-        print(
-            f"{method}: median {statistics.median(gains):+.1f} pp, range "
-            f"[{min(gains):+.1f}, {max(gains):+.1f}] over seeds {list(args.seeds)}"
-        )
+    compare(base, tokenizer, args, label="carry", sigma=args.sigma, seeds=args.seeds, out=args.out)
 
 
 # -- batched vs member by member -----------------------------------------------------------------
@@ -348,13 +251,13 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sigma", type=float, default=0.01)
-    parser.add_argument("--perturbation", default="lowrank", choices=("dense", "lowrank"))
     parser.add_argument("--lr", type=float, default=2e-4, help="ES inner Adam lr")
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--grpo-prompts", type=int, default=16)
     parser.add_argument("--group", type=int, default=8, help="GRPO completions per prompt")
     parser.add_argument("--speed-prompts", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eval-prompts", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-layers", type=int, default=4)
     parser.add_argument("--memory-width", type=int, default=512)

@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from es_opt import ESOptimizer, noise
+from es_opt.distributions import openai_es_gradient
 from es_opt.evaluators.batched import evaluate_population_indices
 from es_opt.perturbations import LowRank, counter_normals
 from es_opt.shaping import centered_ranks
-from es_opt.step import es_gradient
 
 PAIRS = 100
 
@@ -186,7 +186,7 @@ def part3(repeats: int) -> None:
 
 def driver_step(es: ESOptimizer, population, fitness: torch.Tensor) -> None:
     """What the main process does with a generation's fitness (``ESOptimizer._apply``)."""
-    gradient = es_gradient(fitness, population, [1.0], centered_ranks)
+    gradient = openai_es_gradient(centered_ranks(fitness[:, 0]), population)
     params = es.model.named_trainable_parameters()
     for name, g in population.unflatten(-gradient).items():
         params[name].grad = g.clone()

@@ -14,10 +14,11 @@ completions per prompt at a temperature and reports
 What the regime predicts (measured in docs/text.md): when most groups carry a gradient
 (``"sampled"``), the policy gradient assigns credit token by token and beats ES at equal
 compute; when almost none do (``"sparse"``, below ``sparse_below``), GRPO's advantages are
-zero and it barely moves, while ES members, which differ in their parameters rather than in
-their sampled tokens, can still find rewarded answers (Qiu et al. 2025, arXiv 2509.24372:
-Countdown, where PPO and GRPO stay near the base model); ``"solved"``: the greedy model passes
-nearly everything already.
+zero until it samples a rare success, while ES members, which differ in their parameters rather
+than in their sampled tokens, can still find rewarded answers (Qiu et al. 2025, arXiv
+2509.24372: Countdown, where PPO and GRPO stay near the base model). GRPO stalls only while
+pass@1 times the number of completions it samples stays well below 1: estimate pass@1 with a
+large ``n_samples``. ``"solved"``: the greedy model passes nearly everything already.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ class RegimeReport:
             "solved": "the greedy model already passes nearly every prompt: little to learn",
             "sampled": "sampling finds the reward in most groups: GRPO's token-level credit "
             "assignment is expected to beat ES at equal compute",
-            "sparse": "sampling almost never finds the reward: GRPO's group advantages are "
-            "zero and it barely moves; ES members differ in their parameters and can still "
-            "find rewarded answers (check with the sigma probe)",
+            "sparse": "sampling almost never finds the reward: GRPO's group advantages stay "
+            "zero until it samples a rare success, so it stalls only while pass@1 times the "
+            "completions it samples is well below 1; ES members differ in their weights and "
+            "may find rewarded answers sampling does not (check with the sigma probe)",
             "mixed": "some groups carry a gradient: GRPO learns from those; measure both",
         }[self.regime]
         return (
