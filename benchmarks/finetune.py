@@ -26,7 +26,6 @@ process each: in place (es_opt.text.perturbed_in_place, dense noise) and populat
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -39,6 +38,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from finetune_arms import load_uptime, sample_script  # noqa: E402  (beside this file)
+
 from es_opt.text import (  # noqa: E402
     batched_members,
     generate,
@@ -47,19 +48,6 @@ from es_opt.text import (  # noqa: E402
     population_noise,
 )
 from es_opt.text.arithmetic import addition_problems  # noqa: E402
-
-
-def sample_script():
-    path = ROOT / "sample_scripts" / "finetune.py"
-    spec = importlib.util.spec_from_file_location("finetune_sample", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def load_uptime() -> str:
-    return open("/proc/loadavg").read().split()[0]
 
 
 # -- ES against TRL's GRPOTrainer ---------------------------------------------------------------
