@@ -5,7 +5,10 @@ It is what :meth:`ESOptimizer.ask` returns and what every evaluator receives. It
 member on demand: evaluation ``i`` belongs to pair ``j = i // 2`` and is ``θ + σE_j`` for even
 ``i`` and ``θ − σE_j`` for odd ``i``, where ``E_j`` is the family's perturbation of pair ``j``
 (dense: ``ε_j``; low-rank: ``A_j B_jᵀ/√r`` per matrix, see :mod:`es_opt.perturbations`).
-Pickling it sends the center and a few integers, never the perturbations.
+A search distribution may map the noise (CMA-ES: ``θ ± σ B D z_j``) or draw one direction per
+member instead of pairs (``θ + σ y_i``): :attr:`Population.noise_map`, :attr:`antithetic`.
+Pickling it sends the center, the distribution's state and a few integers, never the
+perturbations.
 """
 
 from __future__ import annotations
