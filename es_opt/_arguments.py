@@ -57,8 +57,9 @@ def check_sigma(sigma: Any) -> float:
     return check_real("sigma", sigma, low=0, low_open=True)
 
 
-def check_n_samples(n_samples: Any) -> int:
-    return check_int("n_samples", n_samples, low=2, even=True)
+def check_n_samples(n_samples: Any, antithetic: bool = True) -> int:
+    """``n_samples``: an int ≥ 2, even for a distribution of mirrored pairs (``antithetic``)."""
+    return check_int("n_samples", n_samples, low=2, even=antithetic)
 
 
 def check_seed(seed: Any) -> int:

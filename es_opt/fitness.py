@@ -31,7 +31,10 @@ NONFINITE_POLICIES = ("raise", "worst")
 """What a non-finite fitness value does: ``"raise"`` (an error naming the evaluation, nothing
 changes) or ``"worst"`` (the member ranks below every finite one, :func:`rank_nonfinite_last`)."""
 
-NOT_FINITE_ADVICE = "fitness must be finite; clip or replace NaN/inf scores inside the objective"
+NOT_FINITE_ADVICE = (
+    "fitness must be finite; clip or replace NaN/inf scores inside the objective, or pass "
+    "nonfinite='worst' to rank such members below every finite one"
+)
 
 
 def _not_finite(where: str, value: float, evaluation: int | None = None) -> ValueError:
@@ -152,11 +155,17 @@ def check_population_fitness(
 
 
 def check_fitness_matrix(
-    fitness: Any, n_evals: int, obj_weights: Sequence[float], *, nonfinite: str = "raise"
+    fitness: Any,
+    n_evals: int,
+    obj_weights: Sequence[float],
+    *,
+    nonfinite: str = "raise",
+    source: str = "the fitness",
 ) -> torch.Tensor:
     """The fitness of a whole generation (``[n_evals, n_objectives]``, or ``[n_evals]`` for one
     objective), as float64 on the CPU, checked before anything of the step changes: one value
-    per weight of ``obj_weights`` in every row.
+    per weight of ``obj_weights`` in every row; under ``nonfinite="raise"`` every value finite
+    (the error names ``source`` and the evaluation).
 
     Example:
         >>> check_fitness_matrix([1.0, 2.0], n_evals=2, obj_weights=[1.0]).tolist()
@@ -175,7 +184,7 @@ def check_fitness_matrix(
         )
     row = _first_non_finite(values) if nonfinite == "raise" else None
     if row is not None:
-        raise _not_finite("the fitness", _bad_value(values[row]), row)
+        raise _not_finite(source, _bad_value(values[row]), row)
     if values.shape[1] != len(obj_weights):
         raise ValueError(
             f"obj_weights has {len(obj_weights)} weight(s) {list(obj_weights)} but the objective "

@@ -33,7 +33,8 @@ from ._arguments import (
 from .distributions import SearchDistribution, make_distribution
 from .distributions import _run_state as sigmas
 from .evaluators import Evaluator, make_evaluator, resolve_backend
-from .fitness import check_fitness_matrix
+from .evaluators.batched import is_vectorized
+from .fitness import check_fitness_matrix, check_nonfinite_policy, rank_nonfinite_last
 from .history import History
 from .loop import fit
 from .model import Model
@@ -44,6 +45,7 @@ from .population import Population
 from .precision import MasterWeights
 from .result import StepResult
 from .state import ESState, StateField, load_optimizer_state, optimizer_state_dict
+from .transitions import restart, skip_generation
 from .update import UpdateRule, selected_center
 
 __all__ = ["ESOptimizer", "DEFAULT_LR", "DEFAULT_BETAS", "default_optimizer"]
@@ -62,7 +64,8 @@ class ESOptimizer:
         objective_fn: an :class:`Objective` or any callable ``(model, samples) -> score(s)``.
         obj_weights: one weight per objective (default ``[1.0]``); a negative weight minimises.
         sigma: standard deviation of the perturbations (> 0).
-        n_samples: evaluations per step, an even integer ≥ 2 (``n_samples / 2`` pairs).
+        n_samples: evaluations per step, an even integer ≥ 2 (``n_samples / 2`` pairs); any
+            integer ≥ 2 the distribution accepts when it draws without mirroring (CMA-ES).
         devices: the ancestor's list of devices; parallel workers are pinned to them round-robin.
         n_workers: worker processes (``multiprocess``) or actors (``ray``).
         seed: every random draw of the run derives from it (and the generation, and the index).
@@ -92,6 +95,11 @@ class ESOptimizer:
             ``perturbation="dense"``.
         master_weights: float32 copies of float16/bfloat16 parameters for the inner optimizer,
             so small steps accumulate (:mod:`es_opt.precision`); ``None``: on for such models.
+        nonfinite: what a NaN or ±inf fitness value does: ``"raise"`` (the default: a
+            ``ValueError`` naming the evaluation, nothing changes) or ``"worst"`` (the member
+            ranks below every finite one, :func:`es_opt.fitness.rank_nonfinite_last`; a
+            generation where every member is non-finite leaves the centre and the
+            distribution's state as they were and warns). ``StepResult.nonfinite`` counts them.
         **backend_options: passed to the backend (e.g. ``ray_address``, ``max_retries``,
             ``eval_timeout``, ``worker_threads``, ``sync="replay"``).
 
@@ -129,19 +137,22 @@ class ESOptimizer:
         noise: str | None = None,
         distribution: str | SearchDistribution = "openai",
         master_weights: bool | None = None,
+        nonfinite: str = "raise",
         **backend_options: Any,
     ):
         model = check_model(model)
         optimizer = check_one_optimizer(optimizer, sgd_optimizer)
         check_objective(objective_fn)
-        sigma, n_samples = check_sigma(sigma), check_n_samples(n_samples)
+        sigma = check_sigma(sigma)
         obj_weights, seed = check_weights(obj_weights), check_seed(seed)
         shaping_name, self._shape = check_shaping(shaping)
         family = make_perturbation(perturbation, noise)
         search = make_distribution(distribution)
+        n_samples = check_n_samples(n_samples, search.antithetic)  # odd without mirroring
         sigmas.check_family(search, family)
         check_parameters(model)
         sigmas.check_model(search, model, n_samples)
+        self.nonfinite = check_nonfinite_policy(nonfinite)
         # the ancestor's n_workers=4 meant a process pool; devices alone mean one per device
         backend, backend_options = resolve_backend(backend, n_workers, devices, **backend_options)
         if optimizer is None:
@@ -151,18 +162,8 @@ class ESOptimizer:
         self.model = model
         self.optimizer = optimizer
         self.objective_fn = objective_fn
-        self.state = ESState(
-            generation=0,
-            seed=seed,
-            sigma=sigma,
-            n_samples=n_samples,
-            obj_weights=obj_weights,
-            shaping=shaping_name,
-            perturbation=family.spec,
-            noise=family.noise,
-            distribution=search.config(),
-            sigma_vector=sigmas.initial_sigma_vector(search, sigma, self._master.parameters()),
-            distribution_state=sigmas.initial_state(search, sigma, self._master.parameters()),
+        self.state = ESState.initial(
+            seed, sigma, n_samples, obj_weights, shaping_name, family, search, model=self._master
         )
         self._family = family
         self._distribution = search
@@ -177,7 +178,7 @@ class ESOptimizer:
     generation = StateField("generation")
     seed = StateField("seed", check_seed)
     sigma = StateField("sigma", check_sigma)
-    n_samples = StateField("n_samples", check_n_samples)
+    n_samples = StateField("n_samples", sigmas.check_population_size, with_run=True)
     obj_weights = StateField("obj_weights", check_weights)
     shaping_name = StateField("shaping")
     n_objectives = StateField("n_objectives")
@@ -262,13 +263,16 @@ class ESOptimizer:
         """Completes the step asked for by :meth:`ask` with the population's fitness
         (``[n_samples, n_objectives]``, or ``[n_samples]`` for one objective), in evaluation order.
 
-        Nothing changes if the fitness is invalid (wrong shape, NaN or infinite values, a number
-        of objectives that does not match ``obj_weights``): the error names the evaluation.
+        Nothing changes if the fitness is invalid (wrong shape, a number of objectives that does
+        not match ``obj_weights``, NaN or infinite values under ``nonfinite="raise"``): the error
+        names the evaluation.
         """
         population = self._pending
         if population is None:
             raise RuntimeError("tell() needs a population: call ask() first")
-        fitness = check_fitness_matrix(fitness, population.n_evals, self.obj_weights)
+        fitness = check_fitness_matrix(
+            fitness, population.n_evals, self.obj_weights, nonfinite=self.nonfinite
+        )
         eval_time = time.perf_counter() - self._ask_time
         return self._apply(population, fitness, stats, eval_time, self._ask_time)
 
@@ -283,7 +287,15 @@ class ESOptimizer:
         population = self.ask()
         try:
             evaluation = evaluator.evaluate(population, samples)
-            fitness = check_fitness_matrix(evaluation.fitness, population.n_evals, self.obj_weights)
+            vectorized = is_vectorized(self.objective_fn)
+            source = "objective.evaluate_population" if vectorized else "the objective"
+            fitness = check_fitness_matrix(
+                evaluation.fitness,
+                population.n_evals,
+                self.obj_weights,
+                nonfinite=self.nonfinite,
+                source=source,
+            )
         except BaseException:
             self._pending = None
             raise
@@ -301,8 +313,14 @@ class ESOptimizer:
         """The update of a checked fitness matrix: the search distribution's step (a pure
         function: the centre's gradient and, for PGPE/SNES, the next σ), then the inner
         optimizer's step on ``−g``. If that step raises, every ``.grad`` is put back and σ is
-        unchanged."""
+        unchanged. Under ``nonfinite="worst"`` the update ranks non-finite members last, and a
+        generation without a finite member only advances the generation."""
         params = self._master.parameters()
+        raw, bad = fitness, None
+        if self.nonfinite == "worst":
+            fitness, bad = rank_nonfinite_last(raw, self.obj_weights)
+            if bool(bad.all()):
+                return skip_generation(self, population, raw, bad, eval_time, start)
         try:
             step = self._master.update(self.optimizer, self.update_rule, population, fitness)
         except BaseException:
@@ -327,7 +345,7 @@ class ESOptimizer:
         layers = tuple(self.model.layers[i].name for i in layer_ids)
         step_time = time.perf_counter() - start
         return StepResult.of(
-            population.generation, fitness, step.gradient, eval_time, step_time, layers
+            population.generation, raw, step.gradient, eval_time, step_time, layers, bad
         )
 
     def fit(
@@ -347,6 +365,11 @@ class ESOptimizer:
             (3, 3)
         """
         return fit(self, samples_fn, generations, callbacks, stop_when)
+
+    def restart(self, **changes: Any) -> None:
+        """Starts a new run (σ, ``n_samples``, centre, the distribution's and the optimizer's
+        state afresh; the generation counts on): :func:`es_opt.transitions.restart`."""
+        restart(self, **changes)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -22,6 +22,10 @@ class StepResult:
         step_time: seconds for the whole step (evaluation, shaping, estimate, optimizer step).
         layers: names of the layers perturbed this step.
         fitness: the raw ``[n_evals, n_objectives]`` fitness matrix (float64, CPU).
+        nonfinite: under ``ESOptimizer(nonfinite="worst")``, how many members had a NaN or ±inf
+            value (the fitness statistics are then over the finite members; when all are
+            non-finite the step changed nothing and ``grad_norm`` is 0); ``None`` under
+            ``"raise"``.
 
     Example:
         >>> r = StepResult(0, 2, (1.0,), (2.0,), (0.0,), 0.5, 0.01, 0.02, ("0",))
@@ -39,6 +43,7 @@ class StepResult:
     step_time: float
     layers: tuple[str, ...]
     fitness: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    nonfinite: int | None = None
 
     @classmethod
     def of(
@@ -49,19 +54,30 @@ class StepResult:
         eval_time: float,
         step_time: float,
         layers: tuple[str, ...],
+        bad: torch.Tensor | None = None,
     ) -> StepResult:
-        """The summary of a step from its raw ``[n_evals, n_objectives]`` fitness and gradient."""
+        """The summary of a step from its raw ``[n_evals, n_objectives]`` fitness and gradient;
+        ``bad``, the mask of non-finite members under ``nonfinite="worst"``, leaves them out of
+        the statistics (which are NaN when no member is finite)."""
+        finite = fitness if bad is None else fitness[~bad]
+        if finite.shape[0] == 0:
+            nan = (float("nan"),) * fitness.shape[1]
+            mean = high = low = nan
+        else:
+            mean = tuple(finite.mean(0).tolist())
+            high, low = tuple(finite.max(0).values.tolist()), tuple(finite.min(0).values.tolist())
         return cls(
             generation=generation,
             n_evals=fitness.shape[0],
-            fitness_mean=tuple(fitness.mean(0).tolist()),
-            fitness_max=tuple(fitness.max(0).values.tolist()),
-            fitness_min=tuple(fitness.min(0).values.tolist()),
+            fitness_mean=mean,
+            fitness_max=high,
+            fitness_min=low,
             grad_norm=float(gradient.norm()),
             eval_time=eval_time,
             step_time=step_time,
             layers=layers,
             fitness=fitness,
+            nonfinite=None if bad is None else int(bad.sum()),
         )
 
     @property
@@ -84,4 +100,6 @@ class StepResult:
             evals_per_second=self.evals_per_second,
             layers="|".join(self.layers),
         )
+        if self.nonfinite is not None:  # a column of every row of a nonfinite="worst" run
+            row["nonfinite"] = self.nonfinite
         return row

@@ -8,6 +8,7 @@ the inner optimizer's and the objective's own state, as one explicit, validated 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -50,6 +51,10 @@ class ESState:
             the model's order (``None`` for OpenAI-ES, whose σ is ``sigma``).
         distribution_state: the state of any other distribution with one (CMA-ES: σ, evolution
             paths, covariance factors; tensors and plain values), empty for OpenAI-ES.
+        restarts: the bookkeeping of a run that restarts (:mod:`es_opt.training.restarts`:
+            the finished runs, the current one, the start point; tensors and plain values),
+            ``None`` for a run without restarts (and a state saved before it existed). Saved
+            only when set, so the state dict of a run without restarts is unchanged.
 
     Example:
         >>> state = ESState(generation=3, seed=0, sigma=0.1, n_samples=8, obj_weights=(1.0,),
@@ -70,12 +75,46 @@ class ESState:
     distribution: dict[str, Any] = field(default_factory=lambda: dict(OPENAI_CONFIG))
     sigma_vector: torch.Tensor | None = field(default=None, compare=False)
     distribution_state: dict[str, Any] = field(default_factory=dict, compare=False)
+    restarts: dict[str, Any] | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values only (loadable with ``torch.load(weights_only=True)``)."""
         out = asdict(self)
         out["obj_weights"] = list(self.obj_weights)
+        if out["restarts"] is None:
+            del out["restarts"]
         return out
+
+    @classmethod
+    def initial(
+        cls,
+        seed: int,
+        sigma: float,
+        n_samples: int,
+        obj_weights: tuple[float, ...],
+        shaping: str,
+        family: Any,
+        distribution: Any,
+        *,
+        model: Any,
+    ) -> ESState:
+        """The state of a new run at generation 0 (arguments already checked); ``model`` gives
+        the trainable parameters (``parameters()``: the float32 master copies of a
+        low-precision net) that the distribution's state covers."""
+        params = model.parameters()
+        return cls(
+            generation=0,
+            seed=seed,
+            sigma=sigma,
+            n_samples=n_samples,
+            obj_weights=obj_weights,
+            shaping=shaping,
+            perturbation=family.spec,
+            noise=family.noise,
+            distribution=distribution.config(),
+            sigma_vector=run_state.initial_sigma_vector(distribution, sigma, params),
+            distribution_state=run_state.initial_state(distribution, sigma, params),
+        )
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], current: ESState) -> ESState:
@@ -100,12 +139,25 @@ class ESState:
             generation=int(generation),
             seed=check_seed(state["seed"]),
             sigma=check_sigma(state["sigma"]),
-            n_samples=check_n_samples(state["n_samples"]),
+            # even for mirrored pairs: checked against the distribution once it is known
+            n_samples=check_n_samples(state["n_samples"], antithetic=False),
             obj_weights=check_weights(state.get("obj_weights", current.obj_weights)),
             shaping=state.get("shaping", current.shaping),
             n_objectives=state.get("n_objectives"),
+            restarts=_restarts_field(state),
             **_distribution_fields(state),
         )
+
+
+def _restarts_field(state: dict[str, Any]) -> dict[str, Any] | None:
+    """A copy of the saved restart bookkeeping (a dict with str keys), or ``None`` (a run without
+    restarts, or a state saved before they existed); its contents are checked by its owner."""
+    saved = state.get("restarts")
+    if saved is not None and (
+        not isinstance(saved, dict) or not all(isinstance(k, str) for k in saved)
+    ):
+        raise ValueError(f"restarts must be None or a dict with str keys, got {saved!r:.200}")
+    return None if saved is None else copy.deepcopy(saved)
 
 
 def _distribution_fields(state: dict[str, Any]) -> dict[str, Any]:
@@ -132,14 +184,17 @@ class StateField:
     """An attribute of :class:`~es_opt.ESOptimizer` that reads and writes one field of its
     :class:`~es_opt.state.ESState` (validated by ``check`` on assignment)."""
 
-    def __init__(self, key: str, check: Callable[[Any], Any] | None = None):
-        self.key, self.check = key, check
+    def __init__(
+        self, key: str, check: Callable[..., Any] | None = None, *, with_run: bool = False
+    ):
+        self.key, self.check, self.with_run = key, check, with_run
 
     def __get__(self, es: Any, owner: type | None = None) -> Any:
         return self if es is None else getattr(es.state, self.key)
 
     def __set__(self, es: Any, value: Any) -> None:
-        value = self.check(value) if self.check is not None else value
+        if self.check is not None:  # ``with_run``: the check also needs the optimizer
+            value = self.check(es, value) if self.with_run else self.check(value)
         es.state = replace(es.state, **{self.key: value})
 
 
@@ -178,6 +233,8 @@ def load_optimizer_state(es: Any, state: dict[str, Any]) -> None:
         es._master.parameters(),
     )
     loaded = replace(loaded, sigma_vector=vector, distribution_state=distribution_state)
+    check_n_samples(loaded.n_samples, search.antithetic)
+    run_state.check_model(search, es.model, loaded.n_samples)
     es._master.load_state_dict(state.get("master_weights"))
     es.optimizer.load_state_dict(state["optimizer"])
     if state.get("objective") and hasattr(es.objective_fn, "load_state_dict"):

@@ -243,8 +243,8 @@ class Returns(Objective):
 
 
 STEP_ERRORS = [
-    (Returns(float("nan")), ValueError, r"evaluation 3\) returned a non-finite value \(nan\)"),
-    (Returns(float("inf")), ValueError, r"evaluation 3\) returned a non-finite value \(inf\)"),
+    (Returns(float("nan")), ValueError, r"returned a non-finite value \(nan\) for evaluation 3"),
+    (Returns(float("inf")), ValueError, r"returned a non-finite value \(inf\) for evaluation 3"),
     (Returns("high"), TypeError, r"evaluation 3\) must return a float.*got str"),
     (Returns(torch.zeros(2, 2)), ValueError, r"evaluation 3\) returned a 2-D tensor"),
     (Returns([1.0, 2.0]), ValueError, "returned 2 values at evaluation 3 but 1 at evaluation 0"),

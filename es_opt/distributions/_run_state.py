@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .._arguments import check_n_samples
 from ..perturbations import Dense
 from . import distribution_from_config
 from .base import SearchDistribution, check_sigma_vector
@@ -112,6 +113,14 @@ def check_model(distribution: SearchDistribution, model: Any, n_samples: int) ->
             f"distribution={distribution.name!r} adapts a covariance over all trainable "
             f"parameters, so it needs SamplingStrategy.ALL, got strategy={model.strategy.value!r}"
         )
+
+
+def check_population_size(es: Any, n_samples: Any) -> int:
+    """A new ``n_samples`` for the run of ``es`` (an :class:`~es_opt.ESOptimizer`): an int ≥ 2,
+    even for mirrored pairs, and one the distribution accepts for the model's dimension."""
+    n_samples = check_n_samples(n_samples, es.distribution.antithetic)
+    check_model(es.distribution, es.model, n_samples)
+    return n_samples
 
 
 def initial_state(

@@ -42,7 +42,8 @@ def chunks_per_worker(objective: Any) -> int:
 class ChunkQueue:
     """Hands out antithetic pairs in chunks of decreasing size (guided scheduling): large chunks
     first to keep messages few, then smaller ones so that every worker stays busy until the end
-    of the generation. Which worker runs which chunk never changes a result.
+    of the generation (an odd generation, without mirroring, ends with a single member). Which
+    worker runs which chunk never changes a result.
 
     Fresh chunks come in increasing index order; chunks handed back (:meth:`retry`,
     :meth:`requeue`) come first.
@@ -50,7 +51,7 @@ class ChunkQueue:
 
     def __init__(self, n_evals: int, n_workers: int, per_worker: int = 2):
         self._next_pair = 0
-        self._n_pairs = n_evals // 2
+        self._n_pairs = (n_evals + 1) // 2  # an odd generation (no mirroring) ends with one
         self._n_evals = n_evals
         self._divisor = max(1, per_worker * n_workers)
         self._again: deque[Chunk] = deque()

@@ -8,8 +8,10 @@ matrix. The whole contract:
 - ``evaluate(population, samples) -> Evaluation``: every evaluation of the generation, returned in
   evaluation order (index ``i`` in row ``i``). It must leave the model's parameters as it found
   them, raise :class:`~es_opt.EvaluationError` when an objective fails, and may raise
-  ``ValueError``/``TypeError`` when an objective returns something unusable. Row ``i`` must depend
-  only on (center, seed, generation, i, samples): never on which worker ran it.
+  ``ValueError``/``TypeError`` when an objective returns something unusable. NaN and ±inf are
+  returned as they are: the optimizer applies its ``nonfinite`` policy to the whole generation.
+  Row ``i`` must depend only on (center, seed, generation, i, samples): never on which worker
+  ran it.
 - ``follow(optimizer)`` and ``updated(population, fitness, rule)``: optional. The first is called
   once after ``bind``, the second after each update of the centre (with the population, its
   checked fitness and the :class:`~es_opt.update.UpdateRule`); a parallel evaluator with
@@ -122,7 +124,9 @@ def evaluate_indices(
                 finally:
                     for buffer, saved in buffers:
                         buffer.copy_(saved)
-                rows.append(as_fitness_row(value, index=index))
+                # NaN and ±inf pass: the optimizer applies its ``nonfinite`` policy to the
+                # whole generation (es_opt.fitness.check_fitness_matrix)
+                rows.append(as_fitness_row(value, index=index, nonfinite="worst"))
                 stats.append(collect() if collect is not None else None)
     finally:
         population.copy_into(targets, population.center)

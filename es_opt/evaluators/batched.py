@@ -166,7 +166,8 @@ def evaluate_population_indices(
             with torch.no_grad():
                 for buffer, saved in buffers:
                     buffer.copy_(saved)
-        rows.extend(check_population_fitness(values, chunk))
+        # non-finite values pass; the optimizer applies its ``nonfinite`` policy
+        rows.extend(check_population_fitness(values, chunk, nonfinite="worst"))
         stats.extend(_batch_stats(objective, chunk))
     return rows, stats
 

@@ -271,7 +271,9 @@ class MultiObjective(Objective):
         return min(limits) if limits else None
 
     def __call__(self, model: Model, samples: Any) -> torch.Tensor:
-        return torch.cat([as_fitness_row(part(model, samples)) for part in self.objectives])
+        # non-finite values pass: the optimizer applies its ``nonfinite`` policy
+        rows = [as_fitness_row(part(model, samples), nonfinite="worst") for part in self.objectives]
+        return torch.cat(rows)
 
     def evaluate_population(self, population: StackedModel, samples: Any) -> torch.Tensor:
         columns = []
