@@ -133,10 +133,21 @@ SIDES = {
 }
 
 
-def ecdf(dims, instances, budget: int) -> dict:
+def ecdf(dims, instances, budget: int, hits_dir: Path | None = None) -> dict:
+    """Every side on every (function, instance) of each dimension. With ``hits_dir``, each
+    dimension's first-hit evaluations are saved there (``hits_d{d}.npz``) once it is done, and a
+    dimension already saved with the same instances and budget is loaded instead of rerun."""
     hits = {(side, d): [] for side in SIDES for d in dims}
     workdir = tempfile.mkdtemp()
     for d in dims:
+        saved = None if hits_dir is None else hits_dir / f"hits_d{d}.npz"
+        if saved is not None and saved.exists():
+            data = np.load(saved)
+            if str(data["instances"]) == instances and int(data["budget"]) == budget:
+                for side in SIDES:
+                    hits[(side, d)] = list(data[side])
+                print(f"  d={d}: loaded from {saved}")
+                continue
         options = f"dimensions: {d} instance_indices: {instances}"
         spare = cocoex.Suite("bbob", "", options)
         suite = cocoex.Suite("bbob", "", options)
@@ -150,6 +161,10 @@ def ecdf(dims, instances, budget: int) -> dict:
                 hits[(side, d)].append(recorder.hits)
         print(f"  d={d}: {len(suite)} problems x {len(SIDES)} sides in "
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {side: np.array(hits[(side, d)]) for side in SIDES}
+            np.savez(saved, instances=instances, budget=budget, **arrays)
     return hits
 
 
@@ -344,15 +359,21 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=1000, help="evaluations per dimension")
     parser.add_argument("--restart-budget", type=int, default=None,
                         help="evaluations per dimension with restarts")  # fmt: skip
+    parser.add_argument("--dims", type=int, nargs="+", default=None,
+                        help="ECDF dimensions (default 2 5 10 20; --quick: 2 5 10)")  # fmt: skip
+    parser.add_argument("--instances", default=None,
+                        help="instance range, e.g. 1-15 (default; --quick: 1-2)")  # fmt: skip
+    parser.add_argument("--hits-dir", type=Path, default=None,
+                        help="save each dimension's ECDF hits there and reuse them")  # fmt: skip
     args = parser.parse_args()
-    dims = (2, 5, 10) if args.quick else (2, 5, 10, 20)
-    instances = "1-2" if args.quick else "1-15"
+    dims = tuple(args.dims or ((2, 5, 10) if args.quick else (2, 5, 10, 20)))
+    instances = args.instances or ("1-2" if args.quick else "1-15")
     load = os.getloadavg()
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; OMP_NUM_THREADS="
           f"{os.environ['OMP_NUM_THREADS']}")  # fmt: skip
     if args.part in ("all", "ecdf"):
         print(f"ECDF: dims {dims}, instances {instances}, budget {args.budget} x d")
-        hits = ecdf(dims, instances, args.budget)
+        hits = ecdf(dims, instances, args.budget, args.hits_dir)
         area = areas(hits, dims, args.budget)
         print(f"{'side':>16} " + " ".join(f"{'d=' + str(d):>8}" for d in dims))
         for side in SIDES:
