@@ -22,7 +22,9 @@ class Spiky(Objective):
     def __init__(self, bad, threshold=None):
         # by default the centre's own first weight: about half of the members are bad
         self.bad = bad
-        self.threshold = float(make_mlp()[0].weight[0, 0].detach()) if threshold is None else threshold
+        if threshold is None:
+            threshold = float(make_mlp()[0].weight[0, 0].detach())
+        self.threshold = threshold
 
     def __call__(self, model, samples):
         params = list(model.net.parameters())
