@@ -24,9 +24,11 @@ from .errors import EvaluationError, MissingExtraError
 __all__ = [
     "ConfigError",
     "OPTIMIZERS",
+    "RESTARTS",
     "USER_ERRORS",
     "arg",
     "build_optimizer",
+    "check_restarts",
     "config_parser",
     "parse_config",
     "run_main",
@@ -37,6 +39,9 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, MissingExtraError, Eval
 
 OPTIMIZERS = ("rangerlite", "adam", "sgd", "ligi", "clipup")
 """The names :func:`build_optimizer` knows (the choices of the scripts' ``--optimizer``)."""
+
+RESTARTS = ("none", "ipop", "bipop")
+"""The choices of the scripts' ``--restarts`` (:class:`es_opt.training.restarts.RestartOnStop`)."""
 
 C = TypeVar("C")
 
@@ -212,6 +217,31 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return " ".join(map(str, value))
     return str(value)  # paths without PosixPath(...)
+
+
+def check_restarts(
+    restarts: str, max_restarts: int, record: Any, run_generations: int | None = None
+) -> None:
+    """The scripts' ``--restarts`` / ``--max-restarts`` / ``--restart-generations`` flags: a
+    count ≥ 0, a cap on each run's generations ≥ 1 (or none), and no run record
+    (``--record``) of a run that restarts: a record replays one run's updates, and a restart's
+    new centre, σ and optimizer state are not an update.
+
+    Example:
+        >>> check_restarts("ipop", -1, None)
+        Traceback (most recent call last):
+        ...
+        ValueError: --max-restarts must be >= 0, got -1
+    """
+    if max_restarts < 0:
+        raise ValueError(f"--max-restarts must be >= 0, got {max_restarts}")
+    if run_generations is not None and run_generations < 1:
+        raise ValueError(f"--restart-generations must be >= 1, got {run_generations}")
+    if restarts != "none" and record:
+        raise ValueError(
+            f"--record cannot replay a run with --restarts {restarts}: a restart's new centre, "
+            "sigma and optimizer state are not an update (drop one of the two flags)"
+        )
 
 
 def build_optimizer(

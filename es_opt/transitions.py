@@ -95,7 +95,7 @@ def restart(
         >>> _ = es.gradient_step()
         >>> zero = {name: torch.zeros_like(p) for name, p in net.named_parameters()}
         >>> restart(es, sigma=0.5, n_samples=8, center=zero)
-        >>> es.sigma, es.n_samples, es.generation, float(net.weight.abs().sum())
+        >>> es.sigma, es.n_samples, es.generation, float(net.weight.detach().abs().sum())
         (0.5, 8, 1, 0.0)
     """
     sigma = es.sigma if sigma is None else check_sigma(sigma)

@@ -26,11 +26,21 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
+from es_opt.cli import (
+    OPTIMIZERS,
+    RESTARTS,
+    arg,
+    build_optimizer,
+    check_restarts,
+    parse_config,
+    run_main,
+)
 from es_opt.distributions import DISTRIBUTIONS
+from es_opt.distributions.stopping import StopConditions
 from es_opt.rl import EpisodeReturn, EpisodeSamples, greedy_returns
 from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
 from es_opt.training.checkpoint import load_checkpoint, save_checkpoint
+from es_opt.training.restarts import RestartOnStop
 
 EVAL_SEEDS_START = 10**9  # training seeds are 63-bit hashes: these are never trained on
 
@@ -156,12 +166,23 @@ class Args:
     eval_only: Path | None = arg(None, "evaluate (and --render) a saved policy")
     render: Path | None = arg(None, "save an animation of the trained policy (.gif)")
     quiet: bool = arg(False, "no progress bar")
+    restarts: str = arg("none", "restart the run whenever it stops progressing: ipop (population "
+                        "doubled each time) or bipop (Hansen 2009)", choices=RESTARTS)  # fmt: skip
+    max_restarts: int = arg(9, "restarts after the first run (--restarts ipop or bipop)")
+    restart_generations: int | None = arg(
+        None, "with --restarts: end a run after this many generations (default: pycma's "
+        "100 + 150 (d + 3)^2 / sqrt(n_samples), far beyond a network's budget)"
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        check_restarts(self.restarts, self.max_restarts, self.record, self.restart_generations)
 
 
 RUN_SETTINGS = (  # what --resume and --eval-only take from the checkpoint
     "env", "seed", "sigma", "n_samples", "lr", "optimizer", "strategy", "policy", "hidden",
     "episodes", "max_episode_steps", "normalize", "action", "target", "eval_every", "betas",
     "shaping", "momentum", "max_speed", "reward_shift", "perturbation", "distribution",
+    "restarts", "max_restarts", "restart_generations",
 )  # fmt: skip
 
 
@@ -355,6 +376,14 @@ def train(args, objective, net, es, out: Path, seeds, target) -> SolvedCheck:
                 },
                 desc=args.env,
             ),
+        )
+    if args.restarts != "none":  # before the checkpoint, which then holds its bookkeeping
+        callbacks.append(
+            RestartOnStop(
+                args.restarts,
+                max_restarts=args.max_restarts,
+                conditions=StopConditions(maxiter=args.restart_generations),
+            )
         )
     callbacks.append(Checkpoint(out / "policy.pt", every=50, config=config))
     callbacks += tracking(args, config, solved_metrics)

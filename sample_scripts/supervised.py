@@ -25,13 +25,23 @@ import torch
 from torch import nn
 
 import es_opt
-from es_opt.cli import OPTIMIZERS, arg, build_optimizer, parse_config, run_main
+from es_opt.cli import (
+    OPTIMIZERS,
+    RESTARTS,
+    arg,
+    build_optimizer,
+    check_restarts,
+    parse_config,
+    run_main,
+)
 from es_opt.distributions import DISTRIBUTIONS
+from es_opt.distributions.stopping import StopConditions
 from es_opt.perturbations import make_perturbation
 from es_opt.supervised import Accuracy, L1Norm, MultiObjective, NegativeCrossEntropy
 from es_opt.supervised.datasets import load_digits, load_mnist
 from es_opt.training.callbacks import Callback, Checkpoint, CSVLogger, ProgressBar
 from es_opt.training.checkpoint import load_checkpoint
+from es_opt.training.restarts import RestartOnStop
 
 MILESTONE = 0.96  # the test accuracy whose first crossing is reported (and benchmarked)
 BACKENDS = ("serial", "multiprocess", "ray")
@@ -79,8 +89,16 @@ class Args:
     resume: str = arg("", "continue the run saved in this checkpoint")
     checkpoint_every: int = arg(10, "save a checkpoint every N generations")
     quiet: bool = arg(False, "no progress bar")
+    restarts: str = arg("none", "restart the run whenever it stops progressing: ipop (population "
+                        "doubled each time) or bipop (Hansen 2009)", choices=RESTARTS)  # fmt: skip
+    max_restarts: int = arg(9, "restarts after the first run (--restarts ipop or bipop)")
+    restart_generations: int | None = arg(
+        None, "with --restarts: end a run after this many generations (default: pycma's "
+        "100 + 150 (d + 3)^2 / sqrt(n_samples), far beyond a network's budget)"
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
+        check_restarts(self.restarts, self.max_restarts, self.record, self.restart_generations)
         if not 0.0 <= self.lr_final <= 1.0:
             raise ValueError(
                 f"--lr-final must be in [0, 1] (a fraction of --lr), got {self.lr_final}"
@@ -215,9 +233,19 @@ def main(argv: list[str] | None = None) -> int:
         tested = check.evaluations.get(result.generation, math.nan)
         return {"test_accuracy": tested, "target_accuracy": target}
 
+    restarts = []
+    if args.restarts != "none":
+        restarts.append(
+            RestartOnStop(
+                args.restarts,
+                max_restarts=args.max_restarts,
+                conditions=StopConditions(maxiter=args.restart_generations),
+            )
+        )
     callbacks: list[Callback] = [
         check,
         CSVLogger(out / "log.csv", extra=solved_metrics),
+        *restarts,  # before the checkpoint, which then holds their bookkeeping
         Checkpoint(out / "checkpoint.pt", every=args.checkpoint_every, config=args),
     ]
     if args.lr_final != 1.0:  # before the checkpoint, so a saved state holds the next lr

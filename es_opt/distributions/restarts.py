@@ -13,6 +13,10 @@ generator, e.g. uniform in the domain) with:
   ``σ = σ₀ 10^{−2U}`` and ``λ = ⌊λ₀ (2^{k})^{U'²}⌋`` (``U, U'`` uniform, ``k`` large runs so
   far) and at most ``½ · evals_large / λ`` generations; else a large run ``λ = λ₀ 2^{k+1}``.
 
+The schedule itself is :class:`~es_opt.distributions.restart_schedule.RestartSchedule`, shared
+with the restarts of an :class:`~es_opt.ESOptimizer` run
+(:class:`es_opt.training.restarts.RestartOnStop`).
+
 Every run's history is kept, and :meth:`Restarts.state_dict` (plain values and tensors) resumes
 a search at any generation, bit for bit.
 """
@@ -25,17 +29,21 @@ from typing import Any
 
 import torch
 
-from .._validation import check_choice, check_int, check_real
+from .._validation import check_int
 from ..noise import derive_seed
 from .base import SearchDistribution
 from .black_box import BlackBoxSearch
 from .cma_parameters import default_population_size
-from .stopping import StopConditions, stop_reasons
+from .restart_schedule import (
+    RESTART_STREAM,
+    STRATEGIES,
+    RestartSchedule,
+    observe_generation,
+    restart_generator,
+)
+from .stopping import StopConditions
 
 __all__ = ["Restarts", "STRATEGIES"]
-
-STRATEGIES = ("ipop", "bipop")
-RESTART_STREAM = 7
 
 StartPoint = Callable[[torch.Generator], torch.Tensor]
 
@@ -82,22 +90,29 @@ class Restarts:
     ):
         self.distribution = distribution
         self.x0 = x0
-        self.sigma0 = check_real("sigma0", sigma0, low=0, low_open=True)
-        self.strategy = check_choice("strategy", strategy, STRATEGIES)
-        self.max_restarts = check_int("max_restarts", max_restarts, low=0)
         self.max_evaluations = (
             None if max_evaluations is None else check_int("max_evaluations", max_evaluations)
         )
         self.target = None if target is None else float(target)
-        self.seed = check_int("seed", seed, low=0)
         self.conditions = conditions or StopConditions()
+        self.seed = check_int("seed", seed, low=0)
         dim = self._start(0).numel()
         lam = default_population_size(dim) if n_samples is None else n_samples
-        self.n_samples0 = self._even(check_int("n_samples", lam, low=1))
-        distribution.check(self.n_samples0, dim)
-        self.maxiter0 = self.conditions.maxiter or 100 + 150 * (dim + 3) ** 2 / math.sqrt(
-            self.n_samples0
+        lam = check_int("n_samples", lam, low=1)
+        self.schedule = RestartSchedule(
+            strategy,
+            lam + lam % 2 if distribution.antithetic else lam,
+            sigma0,
+            dim=dim,
+            seed=self.seed,
+            max_restarts=max_restarts,
+            maxiter=self.conditions.maxiter or None,
+            antithetic=distribution.antithetic,
         )
+        self.sigma0, self.strategy = self.schedule.sigma0, self.schedule.strategy
+        self.max_restarts, self.n_samples0 = self.schedule.max_restarts, self.schedule.n_samples0
+        self.maxiter0 = self.schedule.maxiter0
+        distribution.check(self.n_samples0, dim)
         self.runs: list[dict[str, Any]] = []
         self.best_value = math.inf
         self.best_x: torch.Tensor | None = None
@@ -107,61 +122,23 @@ class Restarts:
         self._run: dict[str, Any] = {}
         self._begin_run()
 
-    def _even(self, n: int) -> int:
-        return n + n % 2 if self.distribution.antithetic else n
-
-    def _generator(self, run: int, stream: int) -> torch.Generator:
-        return torch.Generator().manual_seed(derive_seed(self.seed, RESTART_STREAM, run, stream))
-
     def _start(self, run: int) -> torch.Tensor:
         if isinstance(self.x0, torch.Tensor):
             return self.x0.to(torch.float64).flatten()
-        return torch.as_tensor(self.x0(self._generator(run, 0)), dtype=torch.float64).flatten()
-
-    def _regime(self, run: int) -> tuple[str, int, float, float]:
-        """``(regime, λ, σ, max generations)`` of run number ``run``."""
-        if run == 0:
-            return (
-                "small" if self.strategy == "bipop" else "large",
-                self.n_samples0,
-                self.sigma0,
-                (self.maxiter0),
-            )
-        large_runs = sum(r["regime"] == "large" for r in self.runs)
-        if self.strategy == "ipop":
-            return "large", self.n_samples0 * 2**run, self.sigma0, self.maxiter0
-        small = sum(r["evaluations"] for r in self.runs if r["regime"] == "small")
-        large = sum(r["evaluations"] for r in self.runs if r["regime"] == "large")
-        if small < max(1, large):
-            u, u2 = torch.rand(2, generator=self._generator(run, 1), dtype=torch.float64).tolist()
-            lam = max(2, math.floor(self.n_samples0 * (2**large_runs) ** (u2 * u2)))
-            maxiter = min(self.maxiter0, 0.5 * large / lam)
-            return "small", lam, self.sigma0 * 0.01**u, maxiter
-        return "large", self.n_samples0 * 2 ** (large_runs + 1), self.sigma0, self.maxiter0
+        x = self.x0(restart_generator(self.seed, run, 0))
+        return torch.as_tensor(x, dtype=torch.float64).flatten()
 
     def _begin_run(self) -> None:
-        run = len(self.runs)
-        regime, lam, sigma, maxiter = self._regime(run)
-        lam = self._even(lam)
+        record = self.schedule.next_record(self.runs)
+        run = record["run"]
         self.search = BlackBoxSearch(
             self.distribution,
             self._start(run),
-            sigma,
-            n_samples=lam,
+            record["sigma0"],
+            n_samples=record["n_samples"],
             seed=derive_seed(self.seed, RESTART_STREAM, run, 2) % (1 << 62),
         )
-        self._run = {
-            "run": run,
-            "regime": regime,
-            "n_samples": lam,
-            "sigma0": sigma,
-            "maxiter": maxiter,
-            "evaluations": 0,
-            "best_value": math.inf,
-            "best": [],
-            "median": [],
-            "stop": [],
-        }
+        self._run = record
 
     def step(self, f: Callable[[torch.Tensor], torch.Tensor]) -> bool:
         """One generation (and a restart when the run stops). Returns ``False`` once the whole
@@ -173,28 +150,18 @@ class Restarts:
         values = torch.as_tensor(f(x), dtype=torch.float64).flatten()
         search.tell(values)
         self.evaluations += values.numel()
-        record["evaluations"] += values.numel()
-        finite = values[torch.isfinite(values)]
-        best = float(finite.min()) if finite.numel() else math.inf
-        record["best"].append(best)
-        record["median"].append(float(finite.median()) if finite.numel() else math.inf)
-        if best < record["best_value"]:
-            record["best_value"] = best
-        if best < self.best_value:
-            self.best_value, self.best_x = best, x[int(torch.argmin(values))].clone()
-        reasons = stop_reasons(
-            StopConditions(**{**self.conditions.to_dict(), "maxiter": None}),
+        reasons = observe_generation(
+            record,
+            values,
+            self.conditions,
             state=search.state,
             sigma=search.distribution.sigma_of(search.state, search.generation, search.sigma0),
             mean=search.mean,
-            best=record["best"],
-            median=record["median"],
-            current_range=float(finite.max() - finite.min()) if finite.numel() else math.inf,
             n_samples=search.n_samples,
         )
-        reasons = [r for r in reasons if r != "maxiter"]
-        if len(record["best"]) >= record["maxiter"]:
-            reasons.append("maxiter")
+        best = record["best"][-1]
+        if best < self.best_value:
+            self.best_value, self.best_x = best, x[int(torch.argmin(values))].clone()
         if self.target is not None and self.best_value <= self.target:
             reasons.append("target")
         if self.max_evaluations is not None and self.evaluations >= self.max_evaluations:
@@ -203,8 +170,7 @@ class Restarts:
             return True
         record["stop"] = reasons
         self.runs.append(record)
-        large_restarts = sum(r["regime"] == "large" for r in self.runs[1:])
-        if "target" in reasons or "budget" in reasons or large_restarts >= self.max_restarts:
+        if "target" in reasons or "budget" in reasons or self.schedule.spent(self.runs):
             self.done = True
             return False
         self._begin_run()

@@ -1,6 +1,6 @@
 """The shell around the ES step: the training loop with its callbacks (progress bar, CSV,
-TensorBoard, MLflow and Weights & Biases loggers, checkpoints, early stopping), checkpoint files
-and learning-curve plots.
+TensorBoard, MLflow and Weights & Biases loggers, checkpoints, early stopping, IPOP/BIPOP
+restarts), checkpoint files and learning-curve plots.
 
 ``fit``, ``History`` and ``Callback`` live in the core (:mod:`es_opt.loop`, :mod:`es_opt.history`)
 because :meth:`ESOptimizer.fit <es_opt.ESOptimizer.fit>` calls them; they are re-exported here
@@ -19,6 +19,7 @@ from .checkpoint import (
     save_state,
 )
 from .mlflow_logger import MLflowLogger
+from .restarts import RestartOnStop
 from .wandb_logger import WandbLogger
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "History",
     "MLflowLogger",
     "ProgressBar",
+    "RestartOnStop",
     "TensorBoardLogger",
     "WandbLogger",
     "check_architecture",
