@@ -133,21 +133,26 @@ SIDES = {
 }
 
 
-def ecdf(dims, instances, budget: int, hits_dir: Path | None = None) -> dict:
+def ecdf(dims, instances, budget: int, hits_dir: Path | None = None, rerun=()) -> dict:
     """Every side on every (function, instance) of each dimension. With ``hits_dir``, each
-    dimension's first-hit evaluations are saved there (``hits_d{d}.npz``) once it is done, and a
-    dimension already saved with the same instances and budget is loaded instead of rerun."""
+    dimension's first-hit evaluations are saved there (``hits_d{d}.npz``) once it is done, and
+    the sides already saved with the same instances and budget are loaded instead of rerun
+    (except those named in ``rerun``, e.g. after a change to that side)."""
     hits = {(side, d): [] for side in SIDES for d in dims}
     workdir = tempfile.mkdtemp()
     for d in dims:
         saved = None if hits_dir is None else hits_dir / f"hits_d{d}.npz"
+        todo = dict(SIDES)
         if saved is not None and saved.exists():
             data = np.load(saved)
             if str(data["instances"]) == instances and int(data["budget"]) == budget:
                 for side in SIDES:
-                    hits[(side, d)] = list(data[side])
-                print(f"  d={d}: loaded from {saved}")
-                continue
+                    if side in data.files and side not in rerun:
+                        hits[(side, d)] = list(data[side])
+                        del todo[side]
+                print(f"  d={d}: loaded {len(SIDES) - len(todo)} sides from {saved}")
+        if not todo:
+            continue
         options = f"dimensions: {d} instance_indices: {instances}"
         spare = cocoex.Suite("bbob", "", options)
         suite = cocoex.Suite("bbob", "", options)
@@ -155,11 +160,11 @@ def ecdf(dims, instances, budget: int, hits_dir: Path | None = None) -> dict:
         for spare_problem, problem in zip(spare, suite, strict=True):
             f_opt = f_opt_of(spare_problem, workdir)
             fn, inst = problem.id_function, problem.id_instance
-            for side, run in SIDES.items():
+            for side, run in todo.items():
                 recorder = Recorder(problem, f_opt, budget * d)
                 run(recorder, start(d, fn, inst), seed=1000 * fn + inst)
                 hits[(side, d)].append(recorder.hits)
-        print(f"  d={d}: {len(suite)} problems x {len(SIDES)} sides in "
+        print(f"  d={d}: {len(suite)} problems x {len(todo)} sides in "
               f"{time.perf_counter() - started:.0f} s")  # fmt: skip
         if saved is not None:
             saved.parent.mkdir(parents=True, exist_ok=True)
@@ -365,6 +370,8 @@ def main() -> None:
                         help="instance range, e.g. 1-15 (default; --quick: 1-2)")  # fmt: skip
     parser.add_argument("--hits-dir", type=Path, default=None,
                         help="save each dimension's ECDF hits there and reuse them")  # fmt: skip
+    parser.add_argument("--rerun", nargs="+", default=(), choices=list(SIDES),
+                        help="sides to run again although --hits-dir holds them")  # fmt: skip
     args = parser.parse_args()
     dims = tuple(args.dims or ((2, 5, 10) if args.quick else (2, 5, 10, 20)))
     instances = args.instances or ("1-2" if args.quick else "1-15")
@@ -373,7 +380,7 @@ def main() -> None:
           f"{os.environ['OMP_NUM_THREADS']}")  # fmt: skip
     if args.part in ("all", "ecdf"):
         print(f"ECDF: dims {dims}, instances {instances}, budget {args.budget} x d")
-        hits = ecdf(dims, instances, args.budget, args.hits_dir)
+        hits = ecdf(dims, instances, args.budget, args.hits_dir, tuple(args.rerun))
         area = areas(hits, dims, args.budget)
         print(f"{'side':>16} " + " ".join(f"{'d=' + str(d):>8}" for d in dims))
         for side in SIDES:

@@ -92,3 +92,72 @@ def test_bad_hyperparameters_raise():
         )
     with pytest.raises(ValueError, match="sigma"):
         sep_cma_initial_state(3, -1.0)
+
+
+def active_sep_reference(n, lam):
+    """Active separable CMA-ES's constants transcribed from the formulas (tutorial Table 1's
+    negative weights with Ros & Hansen's c_1, c_μ), independently of cma_parameters."""
+    raw = np.log((lam + 1) / 2) - np.log(np.arange(1, lam + 1))
+    mu = lam // 2
+    w_pos = raw[:mu] / raw[:mu].sum()
+    mu_eff = 1 / np.sum(w_pos**2)
+    c_cov = min(1.0, ros_hansen_c_cov(n, mu_eff))
+    c1, cmu = c_cov / mu_eff, c_cov * (1 - 1 / mu_eff)
+    neg = raw[mu:]
+    mu_eff_minus = neg.sum() ** 2 / np.sum(neg**2)
+    alpha = min(1 + c1 / cmu, 1 + 2 * mu_eff_minus / (mu_eff + 2), (1 - c1 - cmu) / (n * cmu))
+    weights = np.concatenate([w_pos, alpha * neg / np.abs(neg).sum()])
+    cs = (mu_eff + 2) / (n + mu_eff + 3)
+    ds = 1 + 2 * max(0.0, math.sqrt((mu_eff - 1) / (n + 1)) - 1) + cs
+    chi = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
+    return weights, mu, mu_eff, c1, cmu, cs, ds, 4 / (n + 4), chi
+
+
+@pytest.mark.parametrize(("dim", "lam"), [(3, 8), (10, 10), (40, 15)])
+def test_active_update_equals_a_transcription_of_the_equations(dim, lam):
+    """SepCMAES() (active by default) on an ill-conditioned ellipsoid through BlackBoxSearch,
+    against a NumPy transcription fed the same noise: negative weights ``w°_i = w_i n/‖z_i‖²``
+    in the update of the diagonal C only; mean, σ, paths and C agree to round-off over 25
+    generations."""
+    from es_opt.distributions.black_box import BlackBoxSearch
+
+    w, mu, mu_eff, c1, cmu, cs, ds, cc, chi = active_sep_reference(dim, lam)
+    assert (w[mu:] <= 0).all() and (w[mu:] < 0).sum() >= lam // 2 - 1
+    h = 1e3 ** (np.arange(dim) / (dim - 1))
+    search = BlackBoxSearch(SepCMAES(), torch.ones(dim), 0.5, n_samples=lam, seed=4)
+    m, sigma = np.ones(dim), 0.5
+    p_s, p_c, C = np.zeros(dim), np.zeros(dim), np.ones(dim)
+    for g in range(1, 26):
+        z = search.population().perturbations(range(lam)).numpy()
+        x = search.ask().numpy()
+        np.testing.assert_allclose(x, m + sigma * np.sqrt(C) * z, rtol=1e-12, atol=1e-14)
+        values = (h * x * x).sum(axis=1)
+        search.tell(torch.tensor(values))
+        zs = z[np.argsort(values, kind="stable")]
+        z_w = w[:mu] @ zs[:mu]
+        y_w = np.sqrt(C) * z_w
+        m = m + sigma * y_w
+        p_s = (1 - cs) * p_s + math.sqrt(cs * (2 - cs) * mu_eff) * z_w
+        norm = np.linalg.norm(p_s)
+        hs = float(norm / math.sqrt(1 - (1 - cs) ** (2 * g)) < (1.4 + 2 / (dim + 1)) * chi)
+        p_c = (1 - cc) * p_c + hs * math.sqrt(cc * (2 - cc) * mu_eff) * y_w
+        w_circ = np.where(w < 0, w * dim / (zs**2).sum(axis=1), w)
+        decay = 1 + c1 * (1 - hs) * cc * (2 - cc) - c1 - cmu * w.sum()
+        C = decay * C + c1 * p_c**2 + cmu * C * (w_circ @ zs**2)
+        sigma = sigma * math.exp(cs / ds * (norm / chi - 1))
+        np.testing.assert_allclose(search.mean.numpy(), m, rtol=1e-11, atol=1e-14)
+        assert float(search.state["sigma"]) == pytest.approx(sigma, rel=1e-11)
+        np.testing.assert_allclose(search.state["p_c"].numpy(), p_c, rtol=1e-9, atol=1e-14)
+        np.testing.assert_allclose(search.state["C"].numpy(), C, rtol=1e-11)
+    assert C.max() / C.min() > 3  # the diagonal has adapted (the case is exercised)
+
+
+def test_active_is_the_default_and_older_configs_load_as_the_plain_update():
+    assert SepCMAES().active and not SepCMAES(weights=[0.5, 0.3, 0.2]).active
+    assert SepCMAES.from_config({"name": "sep_cma", "antithetic": False, "weights": None}) == (
+        SepCMAES(active=False)
+    )
+    with pytest.raises(ValueError, match="weights and active=True cannot be combined"):
+        SepCMAES(active=True, weights=[0.5, 0.5])
+    with pytest.raises(TypeError, match="antithetic and active must be bools"):
+        SepCMAES(active="yes")

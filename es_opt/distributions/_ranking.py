@@ -59,9 +59,12 @@ def weighted_noise_moments(
     device: torch.device | str = "cpu",
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(Σ_k w_k s_k z_k, Σ_k w_k z_k²)`` over the candidates with a non-zero weight, in
+    """``(Σ_{w_k>0} w_k s_k z_k, Σ_k w°_k z_k²)`` over the candidates with a non-zero weight, in
     float64 on ``device``, reading ``noise_rows(draws)`` (the standard normal ``z`` of those
     draws) a bounded block of rows at a time: O(block × d) memory however many members there are.
+    Negative (active) weights enter only the second sum, scaled as active CMA-ES scales them,
+    ``w°_k = w_k d / ‖z_k‖²`` (``‖C^{-1/2} y_k‖ = ‖z_k‖`` for a diagonal ``C``); positive ones
+    are used as they are.
 
     Example:
         >>> z = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -78,6 +81,8 @@ def weighted_noise_moments(
         rows = keep[start : start + block]
         z = noise_rows(draws[rows].tolist()).to(device=device, dtype=torch.float64)
         w = weights[rows].to(device=device, dtype=torch.float64)
-        first += (w * signs[rows].to(device)) @ z
-        second += w @ z.square()
+        square = z.square()
+        first += (w.clamp(min=0) * signs[rows].to(device)) @ z
+        w_circ = torch.where(w < 0, w * dim / square.sum(dim=1), w)
+        second += w_circ @ square
     return first, second

@@ -211,17 +211,9 @@ def cma_parameters(
     c_sigma = (mu_eff + 2) / (n + mu_eff + 5)
     d_sigma = 1 + 2 * max(0.0, math.sqrt((mu_eff - 1) / (n + 1)) - 1) + c_sigma
     c_c = (4 + mu_eff / n) / (n + 4 + 2 * mu_eff / n)
-    rest = [0.0] * (population_size - mu)
-    if active and population_size - mu > 0 and c_mu > 0:
-        negative = raw[mu:]
-        neg_sum = math.fsum(abs(w) for w in negative)
-        mu_eff_minus = math.fsum(negative) ** 2 / math.fsum(w * w for w in negative)
-        alpha = min(
-            1 + c_1 / c_mu,
-            1 + 2 * mu_eff_minus / (mu_eff + 2),
-            (1 - c_1 - c_mu) / (n * c_mu),
-        )
-        rest = [alpha * w / neg_sum for w in negative]
+    rest = (
+        _rest_weights(raw, mu, mu_eff, c_1, c_mu, n) if active else [0.0] * (population_size - mu)
+    )
     return CMAParameters(
         dim=dim,
         population_size=population_size,
@@ -239,10 +231,35 @@ def cma_parameters(
     )
 
 
+def _rest_weights(
+    raw: Sequence[float], mu: int, mu_eff: float, c_1: float, c_mu: float, n: float
+) -> list[float]:
+    """The active (negative) weights of the candidates ranked after the ``μ`` best (module
+    docstring), all 0 when there are none or ``c_μ = 0``."""
+    negative = list(raw[mu:])
+    if not negative or c_mu <= 0:
+        return [0.0] * len(negative)
+    neg_sum = math.fsum(abs(w) for w in negative)
+    mu_eff_minus = math.fsum(negative) ** 2 / math.fsum(w * w for w in negative)
+    alpha = min(
+        1 + c_1 / c_mu,
+        1 + 2 * mu_eff_minus / (mu_eff + 2),
+        (1 - c_1 - c_mu) / (n * c_mu),
+    )
+    return [alpha * w / neg_sum for w in negative]
+
+
 def sep_cma_parameters(
-    dim: int, population_size: int, *, weights: Sequence[float] | None = None
+    dim: int,
+    population_size: int,
+    *,
+    active: bool = False,
+    weights: Sequence[float] | None = None,
 ) -> CMAParameters:
-    """Separable CMA-ES's parameters (Ros & Hansen 2008; formulas in the module docstring).
+    """Separable CMA-ES's parameters (Ros & Hansen 2008; formulas in the module docstring);
+    ``active`` gives the candidates after the ``μ`` best the negative weights of active CMA-ES,
+    with separable CMA-ES's own ``c_1``, ``c_μ`` (as pycma's ``CMA_diagonal`` with its default
+    ``CMA_active``).
 
     Example:
         >>> p = sep_cma_parameters(100, 17)
@@ -260,6 +277,8 @@ def sep_cma_parameters(
             raise ValueError(
                 f"weights has {mu} entries but only {population_size} candidates are ranked"
             )
+        if active:
+            raise ValueError("weights and active=True cannot be combined: give one of them")
         mu_eff = 1.0 / math.fsum(w * w for w in positive)
     n = float(dim)
     mu_cov = mu_eff
@@ -268,18 +287,23 @@ def sep_cma_parameters(
     )
     c_cov = min(1.0, (n + 2) / 3 * c_cov)
     c_sigma = (mu_eff + 2) / (n + mu_eff + 3)
+    c_1, c_mu = c_cov / mu_cov, c_cov * (1 - 1 / mu_cov)
+    raw = raw_weights(population_size)
+    rest = (
+        _rest_weights(raw, mu, mu_eff, c_1, c_mu, n) if active else [0.0] * (population_size - mu)
+    )
     return CMAParameters(
         dim=dim,
         population_size=population_size,
-        weights=tuple(positive + [0.0] * (population_size - mu)),
+        weights=tuple(positive + rest),
         mu=mu,
         mu_eff=mu_eff,
         c_m=1.0,
         c_sigma=c_sigma,
         d_sigma=1 + 2 * max(0.0, math.sqrt((mu_eff - 1) / (n + 1)) - 1) + c_sigma,
         c_c=4 / (n + 4),
-        c_1=c_cov / mu_cov,
-        c_mu=c_cov * (1 - 1 / mu_cov),
+        c_1=c_1,
+        c_mu=c_mu,
         chi_n=expected_norm(dim),
         eigen_interval=1,
     )
