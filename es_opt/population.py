@@ -41,6 +41,10 @@ def _on(value: Any, device: torch.device | str) -> Any:
     return value.detach().to(device) if isinstance(value, torch.Tensor) else value
 
 
+_NOISE_MAP = "_noise_map"
+"""The attribute a population keeps its :attr:`Population.noise_map` under once computed."""
+
+
 @dataclass(frozen=True)
 class Population:
     """A generation's ``n_evals`` perturbed parameter sets (antithetic pairs), rebuilt from seeds.
@@ -115,10 +119,20 @@ class Population:
     def noise_map(self) -> torch.Tensor | None:
         """How a member's direction ``y`` is made from the family's standard normal ``z``:
         ``None`` (``y = z``), a ``[dim]`` tensor ``D`` (``y = D ⊙ z``: separable CMA-ES) or a
-        ``[dim, dim]`` matrix ``A`` (``y = A z``: CMA-ES, ``A = B·diag(D)``)."""
+        ``[dim, dim]`` matrix ``A`` (``y = A z``: CMA-ES, ``A = B·diag(D)``).
+
+        Computed once per population and kept on it (CMA-ES's ``A`` costs ``d²`` work and memory,
+        and every batch of members needs it); pickling leaves it out."""
         if self.distribution is None:
             return None
-        return self.distribution.noise_map(self.state)
+        if _NOISE_MAP not in self.__dict__:
+            # not a field: replace() builds a population that computes its own, == ignores it
+            object.__setattr__(self, _NOISE_MAP, self.distribution.noise_map(self.state))
+        return self.__dict__[_NOISE_MAP]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the map is rebuilt from the state: a population travels without its d² numbers
+        return {key: value for key, value in self.__dict__.items() if key != _NOISE_MAP}
 
     @property
     def n_draws(self) -> int:

@@ -1,6 +1,7 @@
-"""The documentation runs: every ```python block of the README, the getting-started page and the
-guides is executed (blocks of one page share a namespace, in order; ```py blocks are shown but not
-run), and the site's navigation covers every page and every public module."""
+"""The documentation's frame: the README, the getting-started page and the guides run every
+example they show (``tests/test_docs_examples.py`` runs the examples of every page, each script
+in a fresh process; here: none of these pages' ```python blocks is only shown), and the site's
+navigation covers every page and every public module."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from es_opt._moved import MOVED
+from tests.test_docs_examples import SCRIPTS, blocks_of
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -21,24 +23,19 @@ RUN_PAGES = [
     "docs/run-records.md",
     "docs/guides/migrating.md",
 ]
-FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def python_blocks(page: Path) -> list[str]:
-    return FENCE.findall(page.read_text(encoding="utf-8"))
+"""Pages a reader follows by hand: every ```python block on them runs (no ``no-test`` mark)."""
 
 
 @pytest.mark.parametrize("page", RUN_PAGES)
-def test_every_python_block_runs(page, tmp_path, monkeypatch):
-    path = ROOT / page
-    assert path.is_file(), f"{page} is missing"
-    blocks = python_blocks(path)
+def test_every_example_of_a_guide_runs(page):
+    blocks = blocks_of(ROOT / page)
     assert blocks, f"{page} has no python block to run"
-    monkeypatch.chdir(tmp_path)  # blocks may write files (logs, checkpoints, plots)
-    namespace: dict = {"__name__": "__docs__"}
-    for number, block in enumerate(blocks, start=1):
-        code = compile(block, f"{page} (python block {number})", "exec")
-        exec(code, namespace)  # a failure names the page and the block in its traceback
+    run = {(block.page, block.line) for script in SCRIPTS for block in script.blocks}
+    shown = [block.line for block in blocks if (block.page, block.line) not in run]
+    assert not shown, (
+        f"{page}: the python blocks at lines {shown} are not run by test_docs_examples.py "
+        "(a guide's examples run as written: make them self-contained or continue the page)"
+    )
 
 
 def nav_pages() -> set[str]:

@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
 
 from es_opt import noise
+from es_opt.distributions import CMAES, SepCMAES
 from es_opt.population import Population
 
 
@@ -100,3 +103,54 @@ def test_a_full_covariance_member_does_not_depend_on_its_batch(mirrored):
     z = pop.perturbations([pop.draw_index(4)])[0]
     expected = center + pop.sign(4) * 0.3 * (rotation @ (scales * z))
     torch.testing.assert_close(whole[4], expected, rtol=1e-12, atol=1e-12)
+
+
+class CountingCMAES(CMAES):
+    """CMA-ES that counts how often its noise map is computed."""
+
+    calls = 0
+
+    def noise_map(self, state):
+        self.calls += 1
+        return super().noise_map(state)
+
+
+class CountingSepCMAES(SepCMAES):
+    calls = 0
+
+    def noise_map(self, state):
+        self.calls += 1
+        return super().noise_map(state)
+
+
+@pytest.mark.parametrize("counting", [CountingCMAES, CountingSepCMAES], ids=["cma", "sep_cma"])
+@pytest.mark.parametrize("mirrored", [False, True], ids=["independent", "mirrored"])
+def test_the_noise_map_is_computed_once_per_population(counting, mirrored):
+    """CMA-ES's ``A = B·diag(D)`` is ``d²`` work and memory: a population computes it once,
+    whatever asks for it (choosing the path, the directions, member after member), and pickles
+    without it; the members keep their bits."""
+    import pickle
+
+    dim, n_evals = 40, 8
+    distribution = counting(antithetic=mirrored)
+    state = distribution.init_state(0.3, dim, dtype=torch.float64)
+    state = {**state, "D": torch.linspace(0.5, 2.0, dim, dtype=torch.float64)}
+    center = torch.randn(dim, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    pop = Population(2, 7, 0.3, n_evals, ("w",), (torch.Size([dim]),), center,
+                     distribution=distribution, state=state)  # fmt: skip
+
+    whole = pop.stacked_parameters(range(n_evals))
+    assert distribution.calls == 1
+    members = [pop.parameters(i) for i in range(n_evals)]
+    assert torch.equal(pop.stacked_parameters([5, 2]), whole[[5, 2]])
+    assert distribution.calls == 1
+    assert all(torch.equal(row, member) for row, member in zip(whole, members, strict=True))
+    z = pop.perturbations([pop.draw_index(3)])[0]
+    y = state["B"] @ (state["D"] * z) if counting is CountingCMAES else state["D"] * z
+    torch.testing.assert_close(whole[3], center + pop.sign(3) * 0.3 * y, rtol=1e-12, atol=1e-12)
+
+    # pickled without the map: the bytes of the same population before it computed one
+    assert pickle.dumps(pop) == pickle.dumps(replace(pop))
+    copy = pickle.loads(pickle.dumps(pop))
+    assert torch.equal(copy.stacked_parameters(range(n_evals)), whole)
+    assert copy.distribution.calls == 2  # the copy computes its own, once
