@@ -9,6 +9,7 @@ from collections.abc import Callable
 from benchmarks.peers import tasks
 
 OPENAI_ES, PGPE, SNES = "OpenAI-ES", "PGPE", "SNES"
+CMA_ES, SEP_CMA_ES = "CMA-ES", "sep-CMA-ES"
 # The algorithm of each side, per task where it differs (EvoTorch's main side runs PGPE on the
 # RL tasks and SNES on digits; es_opt's main side runs the sample scripts' OpenAI-ES presets).
 ALGORITHM: dict[str, str | dict[str, str]] = {
@@ -26,6 +27,10 @@ ALGORITHM: dict[str, str | dict[str, str]] = {
     "evosax-snes-jit": SNES,
     "evox-openes": OPENAI_ES,
     "evox-snes": SNES,
+    "es_opt-cma": CMA_ES,
+    "es_opt-sep_cma": SEP_CMA_ES,
+    "evotorch-cma": CMA_ES,
+    "evotorch-sep_cma": SEP_CMA_ES,
 }
 # Side groups for ``run.py --sides``.
 GROUPS = {
@@ -42,6 +47,15 @@ GROUPS = {
         "evosax-snes",
         "evox-openes",
         "evox-snes",
+    ],
+    # the CMA-ES family against EvoTorch's, beside es_opt's default and SNES
+    "cma": [
+        "es_opt",
+        "es_opt-snes",
+        "es_opt-cma",
+        "es_opt-sep_cma",
+        "evotorch-cma",
+        "evotorch-sep_cma",
     ],
 }
 # Headline metric per task and whether larger is better.

@@ -25,6 +25,10 @@ SIDE_MODULES = {
     "evotorch-snes": "benchmarks.peers.evotorch_snes_side",
     "es_opt-pgpe": "benchmarks.peers.es_opt_pgpe_side",
     "es_opt-snes": "benchmarks.peers.es_opt_snes_side",
+    # the CMA-ES family: full CMA-ES (not on digits) and separable CMA-ES
+    "es_opt-cma": "benchmarks.peers.es_opt_cma_side",
+    "es_opt-sep_cma": "benchmarks.peers.es_opt_sep_cma_side",
+    **{f"evotorch-{v}": f"benchmarks.peers.evotorch_cma_side:{v}" for v in ("cma", "sep_cma")},
     # "module:variant": the module's runners(variant) (one module, several algorithms)
     **{
         f"evosax-{v}": f"benchmarks.peers.evosax_side:{v}"
