@@ -118,6 +118,10 @@ class Model:
         gen = torch.Generator().manual_seed(derive_seed(seed, LAYER_STREAM, step))
         return [int(torch.randint(n, (1,), generator=gen))]
 
+    def selected_layer_names(self, step: int, seed: int) -> tuple[str, ...]:
+        """Names of the layers perturbed at ``step`` (what a step's result reports)."""
+        return tuple(self.layers[i].name for i in self.selected_layers(step, seed))
+
     def selected_names(self, step: int, seed: int) -> tuple[str, ...]:
         """Names of the parameters perturbed at ``step``, in the net's order."""
         chosen = set()

@@ -341,8 +341,7 @@ class ESOptimizer:
             distribution_state=distribution_state,
         )
         self._pending = None
-        layer_ids = self.model.selected_layers(population.generation, self.seed)
-        layers = tuple(self.model.layers[i].name for i in layer_ids)
+        layers = self.model.selected_layer_names(population.generation, self.seed)
         step_time = time.perf_counter() - start
         return StepResult.of(
             population.generation, raw, step.gradient, eval_time, step_time, layers, bad

@@ -49,8 +49,7 @@ def skip_generation(
     )
     es.state = replace(es.state, generation=es.generation + 1, n_objectives=fitness.shape[1])
     es._pending = None
-    layer_ids = es.model.selected_layers(population.generation, es.seed)
-    layers = tuple(es.model.layers[i].name for i in layer_ids)
+    layers = es.model.selected_layer_names(population.generation, es.seed)
     step_time = time.perf_counter() - start
     return StepResult.of(
         population.generation, fitness, torch.zeros(1), eval_time, step_time, layers, bad

@@ -83,6 +83,7 @@ def weighted_noise_moments(
         w = weights[rows].to(device=device, dtype=torch.float64)
         square = z.square()
         first += (w.clamp(min=0) * signs[rows].to(device)) @ z
-        w_circ = torch.where(w < 0, w * dim / square.sum(dim=1), w)
-        second += w_circ @ square
+        if bool((w < 0).any()):  # active weights: only then the rows' squared norms
+            w = torch.where(w < 0, w * dim / square.sum(dim=1), w)
+        second += w @ square
     return first, second
